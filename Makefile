@@ -1,0 +1,53 @@
+# Two commands matter: `make run` (the local stack) and `make test`. Both install what they
+# need first: a pinned uv under .tools/, then .venv from uv.lock.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(shell command -v $(PYTHON))
+
+.PHONY: help install run test lint format bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(UV):
+	@echo "installing uv $(UV_VERSION) into $(TOOLS)/"
+	@if $(PYTHON) -m pip --version >/dev/null 2>&1; then \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS) uv==$(UV_VERSION); \
+	else \
+		$(PYTHON) -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install --quiet uv==$(UV_VERSION) \
+		&& mkdir -p $(TOOLS)/bin && ln -sf ../venv/bin/uv $(UV); \
+	fi
+
+.venv/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: .venv/.synced  ## create .venv from uv.lock
+
+run: install  ## run the local stack on http://127.0.0.1:8080 (Ctrl-C stops everything)
+	exec .venv/bin/hookyard dev
+
+test: install  ## unit, integration and end-to-end tests against real PostgreSQL
+	.venv/bin/pytest
+
+lint: install  ## ruff format check, ruff lint, mypy --strict
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+format: install  ## apply ruff formatting and safe fixes
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+bench: install  ## benchmarks that print figures (no pass/fail on speed)
+	.venv/bin/python -m tests.load.run
+
+clean:  ## remove the venv, tools and local data (stops nothing: make run already did)
+	rm -rf .venv $(TOOLS) .hookyard .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""Settings come from the environment only (prefix `HOOKYARD_`), validated once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOOKYARD_", extra="ignore", frozen=True)
+
+    env: Literal["local", "gcp"] = "local"
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+pg8000:// URL; unset locally means embedded PostgreSQL.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    data_dir: Path = Path(".hookyard")
+    gcp_project: str = "local-project"
+    gcp_region: str = "us-central1"
+    cloud_sql_instance: str | None = Field(
+        default=None, description="PROJECT:REGION:INSTANCE; uses the Cloud SQL Python Connector."
+    )
+    db_user: str = "hookyard"
+    db_name: str = "hookyard"
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=2, ge=0)
+    emulator_url: str | None = Field(
+        default=None,
+        description="Base URL of the local broker; defaults to the local stack's own address.",
+    )
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    secret_cache_ttl_s: float = Field(default=300.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def broker_url(self) -> str:
+        return (self.emulator_url or self.base_url).rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

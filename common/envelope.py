@@ -1,0 +1,105 @@
+"""The Pub/Sub push envelope: what a push endpoint receives, and what the local broker sends."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from common.errors import BadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class PushMessage:
+    message_id: str
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    publish_time: str = ""
+    ordering_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PushEnvelope:
+    subscription: str
+    message: PushMessage
+    delivery_attempt: int | None = None
+
+    @property
+    def short_subscription(self) -> str:
+        return self.subscription.rsplit("/", 1)[-1]
+
+
+def format_time(ts: datetime) -> str:
+    """RFC 3339 in UTC with millisecond precision, as Pub/Sub writes publish times."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def build_envelope(
+    *,
+    project: str,
+    subscription: str,
+    message_id: str,
+    data: bytes,
+    attributes: Mapping[str, str],
+    publish_time: datetime,
+    ordering_key: str = "",
+    delivery_attempt: int | None = None,
+) -> dict[str, Any]:
+    published = format_time(publish_time)
+    message: dict[str, Any] = {
+        "data": base64.b64encode(data).decode("ascii"),
+        "messageId": message_id,
+        "message_id": message_id,
+        "publishTime": published,
+        "publish_time": published,
+    }
+    if attributes:
+        message["attributes"] = dict(attributes)
+    if ordering_key:
+        message["orderingKey"] = ordering_key
+    body: dict[str, Any] = {
+        "message": message,
+        "subscription": f"projects/{project}/subscriptions/{subscription}",
+    }
+    if delivery_attempt is not None:
+        body["deliveryAttempt"] = delivery_attempt
+    return body
+
+
+def parse_envelope(raw: bytes) -> PushEnvelope:
+    """Strict enough to reject garbage with a 400, lenient on the fields Pub/Sub may omit."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("push body is not valid JSON") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("message"), dict):
+        raise BadRequest("push body has no message object")
+    msg = doc["message"]
+    message_id = msg.get("messageId") or msg.get("message_id")
+    if not isinstance(message_id, str) or not message_id:
+        raise BadRequest("message.messageId is missing")
+    try:
+        data = base64.b64decode(msg.get("data") or "", validate=True)
+    except (binascii.Error, TypeError) as exc:
+        raise BadRequest("message.data is not base64") from exc
+    attributes = msg.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise BadRequest("message.attributes must map strings to strings")
+    attempt = doc.get("deliveryAttempt")
+    return PushEnvelope(
+        subscription=str(doc.get("subscription") or ""),
+        message=PushMessage(
+            message_id=message_id,
+            data=data,
+            attributes=attributes,
+            publish_time=str(msg.get("publishTime") or msg.get("publish_time") or ""),
+            ordering_key=str(msg.get("orderingKey") or ""),
+        ),
+        delivery_attempt=attempt if isinstance(attempt, int) else None,
+    )

@@ -1,0 +1,53 @@
+"""The local broker speaks the Pub/Sub REST shape (`topics/{t}:publish`) over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from common.errors import PublishError
+
+
+def publish_path(project: str, topic: str) -> str:
+    return f"/emulator/pubsub/v1/projects/{project}/topics/{topic}:publish"
+
+
+class LocalPublisher:
+    def __init__(self, base_url: str, project: str, timeout_s: float) -> None:
+        self._base = base_url.rstrip("/")
+        self._project = project
+        self._timeout = timeout_s
+        self._local = threading.local()
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(base_url=self._base, timeout=self._timeout)
+            self._local.client = client
+        return client
+
+    def publish(
+        self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""
+    ) -> str:
+        message: dict[str, Any] = {
+            "data": base64.b64encode(data).decode("ascii"),
+            "attributes": dict(attributes),
+        }
+        if ordering_key:
+            message["orderingKey"] = ordering_key
+        try:
+            response = self._client().post(
+                publish_path(self._project, topic), json={"messages": [message]}
+            )
+        except httpx.HTTPError as exc:
+            raise PublishError(f"local broker unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise PublishError(f"local broker answered {response.status_code}")
+        ids = response.json().get("messageIds") or []
+        if len(ids) != 1:
+            raise PublishError("local broker returned no message id")
+        return str(ids[0])

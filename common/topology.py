@@ -1,0 +1,144 @@
+"""Typed model of `topology.yaml`, validated as a whole so a dangling reference never ships."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from common.errors import ConfigError
+
+TOPOLOGY_PATH = Path(__file__).with_name("topology.yaml")
+
+ResourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+SignatureScheme = Literal[
+    "standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "twilio", "hmac"
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topic(_Model):
+    name: ResourceName
+
+
+class RetryPolicy(_Model):
+    minimum_backoff_s: float = Field(default=10, ge=0, le=600)
+    maximum_backoff_s: float = Field(default=600, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.minimum_backoff_s > self.maximum_backoff_s:
+            raise ValueError("minimum_backoff_s exceeds maximum_backoff_s")
+        return self
+
+
+class DeadLetterPolicy(_Model):
+    dead_letter_topic: ResourceName
+    max_delivery_attempts: int = Field(default=5, ge=5, le=100)
+
+
+class Subscription(_Model):
+    name: ResourceName
+    topic: ResourceName
+    push_path: str = Field(pattern=r"^/[A-Za-z0-9/_-]+$")
+    ack_deadline_seconds: int = Field(default=10, ge=10, le=600)
+    retry_policy: RetryPolicy | None = None
+    dead_letter_policy: DeadLetterPolicy | None = None
+    enable_message_ordering: bool = False
+
+
+class FieldRef(_Model):
+    """Where a value lives in a request: one header or one JSON pointer into the body."""
+
+    header: str | None = None
+    json_pointer: str | None = Field(default=None, pattern=r"^(/[^/]*)+$")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.header is None) == (self.json_pointer is None):
+            raise ValueError("give exactly one of header or json_pointer")
+        return self
+
+    def describe(self) -> str:
+        return f"header {self.header}" if self.header else f"JSON field {self.json_pointer}"
+
+
+class Source(_Model):
+    name: ResourceName
+    scheme: SignatureScheme
+    secret: ResourceName
+    event_id: FieldRef
+    event_type: FieldRef | None = None
+    topic: ResourceName
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=10 * 1024 * 1024)
+    tolerance_s: int = Field(default=300, ge=1, le=86400)
+    ordering_key: FieldRef | None = None
+
+
+class Topology(_Model):
+    topics: list[Topic]
+    subscriptions: list[Subscription] = []
+    sources: list[Source] = []
+    secrets: list[ResourceName] = []
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Self:
+        topics = {t.name for t in self.topics}
+        _unique("topic", [t.name for t in self.topics])
+        _unique("subscription", [s.name for s in self.subscriptions])
+        _unique("source", [s.name for s in self.sources])
+        _unique("push_path", [s.push_path for s in self.subscriptions])
+        for sub in self.subscriptions:
+            if sub.topic not in topics:
+                raise ValueError(f"subscription {sub.name}: unknown topic {sub.topic}")
+            dlp = sub.dead_letter_policy
+            if dlp and dlp.dead_letter_topic not in topics:
+                raise ValueError(f"subscription {sub.name}: unknown dead-letter topic")
+            if dlp and dlp.dead_letter_topic == sub.topic:
+                raise ValueError(f"subscription {sub.name}: dead-letters into its own topic")
+        for src in self.sources:
+            if src.topic not in topics:
+                raise ValueError(f"source {src.name}: unknown topic {src.topic}")
+        return self
+
+    def topic(self, name: str) -> Topic | None:
+        return next((t for t in self.topics if t.name == name), None)
+
+    def subscription(self, name: str) -> Subscription | None:
+        return next((s for s in self.subscriptions if s.name == name), None)
+
+    def subscriptions_of(self, topic: str) -> list[Subscription]:
+        return [s for s in self.subscriptions if s.topic == topic]
+
+    def source(self, name: str) -> Source | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def all_secret_names(self) -> list[str]:
+        return sorted({*self.secrets, *(s.secret for s in self.sources)})
+
+
+def _unique(kind: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {kind} {name!r}")
+        seen.add(name)
+
+
+def load_topology(path: Path = TOPOLOGY_PATH) -> Topology:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Topology.model_validate(raw)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"invalid topology {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_topology() -> Topology:
+    return load_topology()
