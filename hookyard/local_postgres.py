@@ -93,14 +93,8 @@ class LocalPostgres:
             pwd.getpwnam(SERVICE_USER)
         except KeyError:
             useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
-            subprocess.run(  # noqa: S603
-                [
-                    *useradd,
-                    SERVICE_USER,
-                ],
-                check=True,
-                capture_output=True,
-            )
+            # check=False: a concurrent session may have created the user a moment ago.
+            subprocess.run([*useradd, SERVICE_USER], check=False, capture_output=True)  # noqa: S603
         self._run_as = SERVICE_USER
         entry = pwd.getpwnam(SERVICE_USER)
         for directory in (self.data_dir, self.pgdata, self.socket_dir):
