@@ -1,0 +1,88 @@
+"""Accounts and their materialised balances (kept equal to the sum of their postings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    currency: str
+    notify_url: str | None
+    available: int
+    held: int
+    created_at: datetime
+    updated_at: datetime
+
+
+_COLUMNS = "id, currency, notify_url, available, held, created_at, updated_at"
+
+_GET = sa.text(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
+_LOCK = sa.text(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id FOR UPDATE")
+_INSERT = sa.text(
+    f"""
+    INSERT INTO accounts (id, currency, notify_url) VALUES (:id, :currency, :notify_url)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING {_COLUMNS}
+    """
+)
+_UPDATE = sa.text(
+    f"""
+    UPDATE accounts SET currency = :currency, notify_url = :notify_url, updated_at = now()
+    WHERE id = :id
+    RETURNING {_COLUMNS}
+    """
+)
+_HAS_ENTRIES = sa.text("SELECT EXISTS (SELECT 1 FROM ledger_transactions WHERE account_id = :id)")
+_ADD_BALANCES = sa.text(
+    """
+    UPDATE accounts
+    SET available = available + :available, held = held + :held, updated_at = now()
+    WHERE id = :id
+    """
+)
+
+
+def get(conn: Connection, account_id: str) -> Account | None:
+    row = conn.execute(_GET, {"id": account_id}).mappings().first()
+    return Account(**row) if row else None
+
+
+def lock(conn: Connection, account_id: str) -> Account | None:
+    """Row lock for the rest of the transaction: balance changes to one account serialise."""
+    row = conn.execute(_LOCK, {"id": account_id}).mappings().first()
+    return Account(**row) if row else None
+
+
+def create(
+    conn: Connection, account_id: str, currency: str, notify_url: str | None
+) -> Account | None:
+    """None when the account already exists."""
+    row = (
+        conn.execute(_INSERT, {"id": account_id, "currency": currency, "notify_url": notify_url})
+        .mappings()
+        .first()
+    )
+    return Account(**row) if row else None
+
+
+def update(conn: Connection, account_id: str, currency: str, notify_url: str | None) -> Account:
+    row = (
+        conn.execute(_UPDATE, {"id": account_id, "currency": currency, "notify_url": notify_url})
+        .mappings()
+        .one()
+    )
+    return Account(**row)
+
+
+def has_entries(conn: Connection, account_id: str) -> bool:
+    return bool(conn.execute(_HAS_ENTRIES, {"id": account_id}).scalar_one())
+
+
+def add_to_balances(conn: Connection, account_id: str, available: int, held: int) -> None:
+    conn.execute(_ADD_BALANCES, {"id": account_id, "available": available, "held": held})

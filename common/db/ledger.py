@@ -1,0 +1,91 @@
+"""Double-entry ledger writes: a transaction row and postings that sum to zero."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from common.db.inbox import EventKey
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    ledger_account: str
+    amount: int
+
+
+class UnbalancedTransaction(ValueError):
+    """Postings that do not sum to zero are a programming error, never data."""
+
+
+_INSERT_TX = sa.text(
+    """
+    INSERT INTO ledger_transactions (account_id, kind, currency, source, event_id)
+    VALUES (:account_id, :kind, :currency, :source, :event_id)
+    RETURNING id
+    """
+)
+_INSERT_POSTINGS = sa.text(
+    """
+    INSERT INTO postings (transaction_id, ledger_account, amount, currency)
+    SELECT :tx, unnest(CAST(:accounts AS text[])), unnest(CAST(:amounts AS bigint[])), :currency
+    """
+)
+_REFUND_STATE = sa.text(
+    """
+    INSERT INTO charges (id, account_id) VALUES (:id, :account_id)
+    ON CONFLICT (id) DO UPDATE SET updated_at = charges.updated_at
+    RETURNING refunded_applied, account_id
+    """
+)
+_SET_REFUNDED = sa.text(
+    "UPDATE charges SET refunded_applied = :amount, updated_at = now() WHERE id = :id"
+)
+
+
+def record(
+    conn: Connection,
+    *,
+    account_id: str,
+    kind: str,
+    currency: str,
+    cause: EventKey,
+    postings: Sequence[Posting],
+) -> int:
+    nonzero = [p for p in postings if p.amount != 0]
+    if sum(p.amount for p in nonzero) != 0:
+        raise UnbalancedTransaction(f"{kind}: postings sum to {sum(p.amount for p in nonzero)}")
+    tx_id: int = conn.execute(
+        _INSERT_TX,
+        {
+            "account_id": account_id,
+            "kind": kind,
+            "currency": currency,
+            "source": cause.source,
+            "event_id": cause.event_id,
+        },
+    ).scalar_one()
+    if nonzero:
+        conn.execute(
+            _INSERT_POSTINGS,
+            {
+                "tx": tx_id,
+                "accounts": [p.ledger_account for p in nonzero],
+                "amounts": [p.amount for p in nonzero],
+                "currency": currency,
+            },
+        )
+    return tx_id
+
+
+def lock_charge(conn: Connection, charge_id: str, account_id: str) -> tuple[int, str]:
+    """(refund already applied, owning account), creating the row and locking it."""
+    row = conn.execute(_REFUND_STATE, {"id": charge_id, "account_id": account_id}).one()
+    return int(row.refunded_applied), str(row.account_id)
+
+
+def set_refunded(conn: Connection, charge_id: str, amount: int) -> None:
+    conn.execute(_SET_REFUNDED, {"id": charge_id, "amount": amount})

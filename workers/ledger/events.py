@@ -1,0 +1,107 @@
+"""Stripe-style event payloads turned into ledger commands; pure, so every rule is unit-tested.
+
+Shape: `{"id","type","created","data":{"object":{..., "metadata":{"account_id"}}}}`. A payload
+that can never be applied (missing account, negative amount) is a `PermanentError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from common.errors import PermanentError
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSucceeded:
+    account_id: str
+    currency: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRefunded:
+    account_id: str
+    currency: str
+    charge_id: str
+    cumulative_refunded: int
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutPaid:
+    account_id: str
+    currency: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    event_type: str
+
+
+LedgerCommand = PaymentSucceeded | ChargeRefunded | PayoutPaid | Ignored
+
+
+def parse_event(data: bytes) -> LedgerCommand:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PermanentError("event body is not valid JSON") from exc
+    if not isinstance(doc, dict):
+        raise PermanentError("event body is not a JSON object")
+    event_type = doc.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise PermanentError("event has no type")
+    builder = _BUILDERS.get(event_type)
+    if builder is None:
+        return Ignored(event_type)
+    obj = (doc.get("data") or {}).get("object") if isinstance(doc.get("data"), dict) else None
+    if not isinstance(obj, dict):
+        raise PermanentError(f"{event_type}: data.object is missing")
+    return builder(obj)
+
+
+def _account(obj: dict[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    account_id = metadata.get("account_id") if isinstance(metadata, dict) else None
+    if not isinstance(account_id, str) or not account_id:
+        raise PermanentError("data.object.metadata.account_id is missing")
+    return account_id
+
+
+def _currency(obj: dict[str, Any]) -> str:
+    currency = obj.get("currency")
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        raise PermanentError("data.object.currency is missing or not an ISO code")
+    return currency.lower()
+
+
+def _amount(obj: dict[str, Any], name: str) -> int:
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise PermanentError(f"data.object.{name} must be a non-negative integer")
+    return value
+
+
+def _payment(obj: dict[str, Any]) -> PaymentSucceeded:
+    return PaymentSucceeded(_account(obj), _currency(obj), _amount(obj, "amount_received"))
+
+
+def _refund(obj: dict[str, Any]) -> ChargeRefunded:
+    charge_id = obj.get("id")
+    if not isinstance(charge_id, str) or not charge_id:
+        raise PermanentError("charge.refunded: data.object.id is missing")
+    return ChargeRefunded(_account(obj), _currency(obj), charge_id, _amount(obj, "amount_refunded"))
+
+
+def _payout(obj: dict[str, Any]) -> PayoutPaid:
+    return PayoutPaid(_account(obj), _currency(obj), _amount(obj, "amount"))
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], LedgerCommand]] = {
+    "payment_intent.succeeded": _payment,
+    "charge.refunded": _refund,
+    "payout.paid": _payout,
+}

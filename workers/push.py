@@ -1,0 +1,120 @@
+"""`POST /pubsub/{subscription}`: one push delivery, acked or nacked by status code.
+
+2xx acks. A `PermanentError` is recorded in `dead_letters` and then acked, so the broker
+stops retrying something that can never succeed. Anything else is a nack (503) and the
+broker redelivers with backoff, up to the subscription's dead-letter policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Request, Response
+from sqlalchemy.engine import Connection, Engine
+
+from common.db import dead_letters, inbox
+from common.db.inbox import EventKey
+from common.envelope import PushEnvelope, parse_envelope
+from common.errors import NotFound, PermanentError, Problem, ServiceUnavailable
+from common.http import empty_response, path_parts, problem_response, require_method
+from common.logging import bind_context, get_logger
+from common.tracing import parse_trace
+from workers.dead_letter_sink import store_forwarded
+from workers.ledger.handler import apply_event
+
+log = get_logger(__name__)
+
+PREFIX = "/pubsub"
+
+EventHandler = Callable[[Connection, EventKey, bytes], None]
+EnvelopeHook = Callable[[PushEnvelope], None]
+
+
+@dataclass
+class Worker:
+    """Routes deliveries by subscription. `before_handle` is a fault-injection hook for tests."""
+
+    engine: Engine
+    project: str = "local-project"
+    event_handlers: dict[str, EventHandler] = field(default_factory=lambda: {"ledger": apply_event})
+    before_handle: EnvelopeHook | None = None
+
+    def handle(self, request: Request) -> Response:
+        parts = path_parts(request, PREFIX)
+        try:
+            require_method(request, "POST")
+            if len(parts) != 1:
+                raise NotFound("no such push endpoint")
+            envelope = parse_envelope(request.get_data())
+            attrs = envelope.message.attributes
+            bind_context(
+                parse_trace(attrs),
+                self.project,
+                subscription=parts[0],
+                message_id=envelope.message.message_id,
+                source=attrs.get("source"),
+                event_id=attrs.get("event_id"),
+                delivery_attempt=envelope.delivery_attempt,
+            )
+            self.deliver(parts[0], envelope)
+        except Problem as problem:
+            return problem_response(problem, request.path)
+        return empty_response(204)
+
+    def deliver(self, subscription: str, envelope: PushEnvelope) -> None:
+        if subscription == "dead-letters":
+            with self.engine.begin() as conn:
+                store_forwarded(conn, envelope)
+            return
+        handler = self.event_handlers.get(subscription)
+        if handler is None:
+            raise NotFound(f"no handler for subscription {subscription!r}")
+        try:
+            if self.before_handle is not None:
+                self.before_handle(envelope)
+            self._apply(subscription, envelope, handler)
+        except PermanentError as exc:
+            self._dead_letter(subscription, envelope, exc)
+        except Exception as exc:
+            log.warning(
+                "delivery failed; the broker will retry",
+                error_class=type(exc).__name__,
+                error=str(exc)[:500],
+            )
+            raise ServiceUnavailable("delivery failed; retry later") from exc
+
+    def _apply(self, subscription: str, envelope: PushEnvelope, handler: EventHandler) -> None:
+        message = envelope.message
+        source = message.attributes.get("source")
+        event_id = message.attributes.get("event_id")
+        if not source or not event_id:
+            raise PermanentError("message has no source or event_id attribute")
+        key = EventKey(source, event_id)
+        with self.engine.begin() as conn:
+            first = inbox.claim(
+                conn,
+                key,
+                event_type=message.attributes.get("event_type"),
+                subscription=subscription,
+                message_id=message.message_id,
+            )
+            if not first:
+                log.info("duplicate delivery acknowledged without effect")
+                return
+            handler(conn, key, message.data)
+
+    def _dead_letter(self, subscription: str, envelope: PushEnvelope, exc: PermanentError) -> None:
+        with self.engine.begin() as conn:
+            dead_letter_id = dead_letters.record(
+                conn,
+                origin="worker",
+                subscription=subscription,
+                message_id=envelope.message.message_id,
+                data=envelope.message.data,
+                attributes=envelope.message.attributes,
+                delivery_count=envelope.delivery_attempt or 1,
+                error_class=type(exc).__name__,
+                error_message=exc.reason,
+            )
+        log.warning("dead-lettered", reason=exc.reason, dead_letter_id=dead_letter_id)
