@@ -19,7 +19,7 @@ class Settings(BaseSettings):
         description="postgresql+pg8000:// URL; unset locally means embedded PostgreSQL.",
     )
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port.")
     data_dir: Path = Path(".hookyard")
     gcp_project: str = "local-project"
     gcp_region: str = "us-central1"

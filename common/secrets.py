@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Protocol
 
 from common.config import Settings, get_settings
@@ -33,13 +34,24 @@ class SecretStore(Protocol):
 
 
 class EnvSecretStore:
-    """Local development: `HOOKYARD_SECRET_<NAME>` variables, read on every call (cheap)."""
+    """Local development: `HOOKYARD_SECRET_<NAME>`, else the file `<files_dir>/<name>`.
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    The files are what `hookyard dev` generates on first start, so the local stack and the
+    CLI (`hookyard send`) share secrets without anyone exporting them by hand.
+    """
+
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, files_dir: Path | None = None
+    ) -> None:
         self._environ = environ if environ is not None else os.environ
+        self._files_dir = files_dir
 
     def values(self, name: str) -> tuple[str, ...]:
-        return split_values(self._environ.get(env_var_for(name), ""))
+        raw = self._environ.get(env_var_for(name))
+        if raw is None and self._files_dir is not None:
+            path = self._files_dir / name
+            raw = path.read_text(encoding="utf-8") if path.is_file() else None
+        return split_values(raw or "")
 
 
 class SecretManagerStore:
@@ -106,4 +118,4 @@ def get_secret_store() -> SecretStore:
     settings: Settings = get_settings()
     if settings.env == "gcp":
         return SecretManagerStore(settings.gcp_project, settings.secret_cache_ttl_s)
-    return EnvSecretStore()
+    return EnvSecretStore(files_dir=settings.data_dir / "secrets")

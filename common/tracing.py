@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
@@ -40,7 +40,13 @@ def new_trace() -> TraceContext:
     return TraceContext(secrets.token_hex(16), secrets.token_hex(8), sampled=False)
 
 
-def parse_trace(headers: Mapping[str, str]) -> TraceContext | None:
+class HeaderLookup(Protocol):
+    """A dict of attributes or a request's (case-insensitive) headers."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+def parse_trace(headers: HeaderLookup) -> TraceContext | None:
     """Reads either header (W3C preferred); malformed or all-zero ids count as absent."""
     tp = headers.get("traceparent")
     if tp:

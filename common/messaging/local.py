@@ -8,6 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from common.errors import PublishError
 
@@ -40,9 +47,7 @@ class LocalPublisher:
         if ordering_key:
             message["orderingKey"] = ordering_key
         try:
-            response = self._client().post(
-                publish_path(self._project, topic), json={"messages": [message]}
-            )
+            response = self._post(publish_path(self._project, topic), {"messages": [message]})
         except httpx.HTTPError as exc:
             raise PublishError(f"local broker unreachable: {type(exc).__name__}") from exc
         if response.status_code != 200:
@@ -51,3 +56,13 @@ class LocalPublisher:
         if len(ids) != 1:
             raise PublishError("local broker returned no message id")
         return str(ids[0])
+
+    @retry(
+        retry=retry_if_exception_type(httpx.ConnectError),
+        stop=stop_after_attempt(3) | stop_after_delay(2),
+        wait=wait_exponential(multiplier=0.05, max=0.5),
+        reraise=True,
+    )
+    def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """Only connection failures are retried: the request never reached the broker."""
+        return self._client().post(path, json=body)
