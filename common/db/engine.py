@@ -39,12 +39,17 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
 
     @sa.event.listens_for(engine, "connect")
     def _session_defaults(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute(
-            f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; "
-            "SET idle_in_transaction_session_timeout = 60000; SET TIME ZONE 'UTC'"
-        )
-        cur.close()
+        # Outside a transaction: SET inside one is undone by the pool's reset-on-return.
+        dbapi_conn.autocommit = True
+        try:
+            cur = dbapi_conn.cursor()
+            cur.execute(
+                f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; "
+                "SET idle_in_transaction_session_timeout = 60000; SET TIME ZONE 'UTC'"
+            )
+            cur.close()
+        finally:
+            dbapi_conn.autocommit = False
 
     return engine
 

@@ -32,3 +32,10 @@ def test_fresh_database_migrates_to_head_and_back(pg_server: TestServer) -> None
 
 def test_template_clone_is_current(engine: Engine) -> None:
     assert migrate.is_current(engine)
+
+
+def test_session_defaults_survive_pool_reuse(engine: Engine) -> None:
+    for _ in range(3):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "30s"
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar_one() == "UTC"
