@@ -1,0 +1,86 @@
+"""What one push attempt means for its delivery: ack, retry later, or dead-letter.
+
+A lease that ran out is judged exactly like a nack: Pub/Sub counts ack-deadline expiries
+as delivery attempts, and a crashed broker must not grant a message extra tries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Literal
+
+from sqlalchemy.engine import Connection
+
+from common.topology import Subscription, Topology
+from hookyard.broker import store
+from hookyard.broker.backoff import redelivery_delay
+from hookyard.broker.store import Delivery, NewMessage
+
+# 102 can only count when the endpoint's HTTP stack makes it a final response; HTTP/1.1
+# clients (httpx included) treat it as informational and keep waiting.
+ACK_STATUSES = frozenset({102, 200, 201, 202, 204})
+
+Outcome = Literal["acked", "retry", "dead-lettered", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    status: int | None
+    error: str | None = None
+
+    @property
+    def acked(self) -> bool:
+        return self.error is None and self.status in ACK_STATUSES
+
+
+class Settler:
+    """Settles deliveries of one topology; dead-letter copies are attributed to `project`."""
+
+    def __init__(self, topology: Topology, project: str) -> None:
+        self._topology = topology
+        self._project = project
+
+    def push(self, conn: Connection, delivery: Delivery, result: PushResult) -> Outcome:
+        if result.acked and result.status is not None:
+            return "acked" if store.mark_acked(conn, delivery, result.status) else "stale"
+        return self.failure(conn, delivery, result.status, result.error or f"HTTP {result.status}")
+
+    def failure(
+        self, conn: Connection, delivery: Delivery, status: int | None, error: str
+    ) -> Outcome:
+        """One transaction: the dead-letter copy exists if and only if the source is dead."""
+        subscription = self._subscription(delivery)
+        attempts = delivery.attempts + 1
+        policy = subscription.dead_letter_policy
+        if policy is not None and attempts >= policy.max_delivery_attempts:
+            if not store.mark_dead(conn, delivery, status, error):
+                return "stale"
+            store.publish(
+                conn,
+                policy.dead_letter_topic,
+                _dead_letter_copy(delivery, attempts, self._project),
+                self._topology.subscriptions_of(policy.dead_letter_topic),
+            )
+            return "dead-lettered"
+        delay = redelivery_delay(subscription.retry_policy, attempts)
+        return "retry" if store.mark_retry(conn, delivery, delay, status, error) else "stale"
+
+    def _subscription(self, delivery: Delivery) -> Subscription:
+        subscription = self._topology.subscription(delivery.subscription)
+        if subscription is None:
+            raise LookupError(f"subscription {delivery.subscription!r} is not in the topology")
+        return subscription
+
+
+def _dead_letter_copy(delivery: Delivery, attempts: int, project: str) -> NewMessage:
+    # Offset form with milliseconds, as real dead-lettered messages carry it.
+    published = delivery.publish_time.astimezone(UTC).isoformat(timespec="milliseconds")
+    attributes = {
+        **delivery.attributes,
+        "CloudPubSubDeadLetterSourceDeliveryCount": str(attempts),
+        "CloudPubSubDeadLetterSourceSubscription": delivery.subscription,
+        "CloudPubSubDeadLetterSourceSubscriptionProject": project,
+        "CloudPubSubDeadLetterSourceTopicPublishTime": published,
+    }
+    return NewMessage(delivery.data, attributes, delivery.ordering_key)

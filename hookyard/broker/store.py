@@ -1,0 +1,261 @@
+"""Every statement the emulator runs against its `emulator` schema.
+
+A delivery moves pending -> inflight (claimed, leased) -> acked | dead, or back to pending
+after a failed attempt. Updates that settle a push are conditional on the claim they settle
+(state inflight and the attempt count seen at claim time), so a result that arrives after
+its lease ran out, and after another claimer took over, changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.resources import files
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from common.topology import Subscription
+
+CHANNEL = "emulator_pubsub"
+_INSTALL_LOCK_KEY = 727_273
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    data: bytes
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    ordering_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One subscription's copy of a message as claimed; `attempts` counts failed attempts."""
+
+    subscription: str
+    message_id: int
+    attempts: int
+    topic: str
+    data: bytes
+    attributes: dict[str, str]
+    ordering_key: str
+    publish_time: datetime
+
+
+def install(conn: Connection) -> None:
+    """Idempotent, and serialized so brokers starting together do not race on DDL."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INSTALL_LOCK_KEY})
+    conn.exec_driver_sql(files(__package__).joinpath("schema.sql").read_text(encoding="utf-8"))
+
+
+_INSERT_MESSAGE = sa.text(
+    "INSERT INTO emulator.messages (topic, data, attributes, ordering_key) "
+    "VALUES (:topic, :data, CAST(:attributes AS jsonb), :ordering_key) RETURNING id"
+)
+_INSERT_DELIVERY = sa.text(
+    "INSERT INTO emulator.deliveries (subscription, message_id, ordering_key) "
+    "VALUES (:subscription, :message_id, :ordering_key)"
+)
+
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :topic)")
+
+
+def publish(
+    conn: Connection, topic: str, message: NewMessage, subscriptions: Sequence[Subscription]
+) -> int:
+    """Stores the message with one delivery per subscription and notifies listening brokers.
+
+    The notification is sent by PostgreSQL only when the caller's transaction commits, so a
+    woken dispatcher always finds the rows.
+    """
+    message_id: int = conn.execute(
+        _INSERT_MESSAGE,
+        {
+            "topic": topic,
+            "data": message.data,
+            "attributes": json.dumps(dict(message.attributes)),
+            "ordering_key": message.ordering_key,
+        },
+    ).scalar_one()
+    if subscriptions:
+        conn.execute(
+            _INSERT_DELIVERY,
+            [
+                {
+                    "subscription": sub.name,
+                    "message_id": message_id,
+                    "ordering_key": message.ordering_key if sub.enable_message_ordering else "",
+                }
+                for sub in subscriptions
+            ],
+        )
+    conn.execute(_NOTIFY, {"channel": CHANNEL, "topic": topic})
+    return message_id
+
+
+# A delivery with an ordering key waits while an earlier one of its key is still open.
+_NOT_BLOCKED_BY_ORDERING = """
+    NOT EXISTS (
+        SELECT 1 FROM emulator.deliveries AS e
+        WHERE d.ordering_key <> ''
+          AND e.subscription = d.subscription
+          AND e.ordering_key = d.ordering_key
+          AND e.message_id < d.message_id
+          AND e.state IN ('pending', 'inflight')
+    )
+"""
+
+_MESSAGE_COLUMNS = "m.topic, m.data, m.attributes, m.ordering_key, m.publish_time"
+
+_CLAIM = sa.text(f"""
+    WITH lease AS (
+        SELECT key AS subscription, CAST(value AS double precision) AS seconds
+        FROM jsonb_each_text(CAST(:leases AS jsonb))
+    ), due AS (
+        SELECT d.subscription, d.message_id
+        FROM emulator.deliveries AS d
+        WHERE d.subscription IN (SELECT subscription FROM lease)
+          AND d.state = 'pending'
+          AND d.due_at <= now()
+          AND {_NOT_BLOCKED_BY_ORDERING}
+        ORDER BY d.due_at, d.message_id
+        LIMIT :limit
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE emulator.deliveries AS d
+    SET state = 'inflight',
+        due_at = now() + make_interval(secs => lease.seconds),
+        last_attempt_at = now()
+    FROM due
+    JOIN lease USING (subscription)
+    JOIN emulator.messages AS m ON m.id = due.message_id
+    WHERE d.subscription = due.subscription AND d.message_id = due.message_id
+    RETURNING d.subscription, d.message_id, d.attempts, {_MESSAGE_COLUMNS}
+""")
+
+
+def claim(conn: Connection, lease_seconds: Mapping[str, float], limit: int) -> list[Delivery]:
+    """Leases up to `limit` due deliveries of the given subscriptions to the caller.
+
+    SKIP LOCKED lets several brokers claim from one database without ever taking the same row.
+    """
+    if limit <= 0 or not lease_seconds:
+        return []
+    rows = conn.execute(_CLAIM, {"leases": json.dumps(dict(lease_seconds)), "limit": limit})
+    return sorted((_delivery(row) for row in rows), key=lambda d: d.message_id)
+
+
+_EXPIRED = sa.text(f"""
+    SELECT d.subscription, d.message_id, d.attempts, {_MESSAGE_COLUMNS}
+    FROM emulator.deliveries AS d
+    JOIN emulator.messages AS m ON m.id = d.message_id
+    WHERE d.subscription IN :subscriptions AND d.state = 'inflight' AND d.due_at <= now()
+    ORDER BY d.due_at, d.message_id
+    LIMIT :limit
+    FOR UPDATE OF d SKIP LOCKED
+""").bindparams(sa.bindparam("subscriptions", expanding=True))
+
+
+def expired_leases(conn: Connection, subscriptions: Sequence[str], limit: int) -> list[Delivery]:
+    """Inflight deliveries whose holder never reported back; locked for the caller to settle."""
+    if not subscriptions:
+        return []
+    rows = conn.execute(_EXPIRED, {"subscriptions": list(subscriptions), "limit": limit})
+    return [_delivery(row) for row in rows]
+
+
+_OF_CLAIM = (
+    "WHERE subscription = :subscription AND message_id = :message_id "
+    "AND state = 'inflight' AND attempts = :attempts"
+)
+_MARK_ACKED = sa.text(
+    f"UPDATE emulator.deliveries SET state = 'acked', last_status = :status, last_error = NULL "
+    f"{_OF_CLAIM}"
+)
+_MARK_RETRY = sa.text(
+    "UPDATE emulator.deliveries SET state = 'pending', attempts = attempts + 1, "
+    "due_at = now() + make_interval(secs => :delay), last_status = :status, "
+    f"last_error = :error {_OF_CLAIM}"
+)
+_MARK_DEAD = sa.text(
+    "UPDATE emulator.deliveries SET state = 'dead', attempts = attempts + 1, "
+    f"last_status = :status, last_error = :error {_OF_CLAIM}"
+)
+_RELEASE = sa.text(f"UPDATE emulator.deliveries SET state = 'pending', due_at = now() {_OF_CLAIM}")
+
+
+def _claim_key(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "subscription": delivery.subscription,
+        "message_id": delivery.message_id,
+        "attempts": delivery.attempts,
+    }
+
+
+def mark_acked(conn: Connection, delivery: Delivery, status: int) -> bool:
+    return _updated(conn.execute(_MARK_ACKED, {**_claim_key(delivery), "status": status}))
+
+
+def mark_retry(
+    conn: Connection, delivery: Delivery, delay_s: float, status: int | None, error: str | None
+) -> bool:
+    params = {**_claim_key(delivery), "delay": float(delay_s), "status": status, "error": error}
+    return _updated(conn.execute(_MARK_RETRY, params))
+
+
+def mark_dead(conn: Connection, delivery: Delivery, status: int | None, error: str | None) -> bool:
+    params = {**_claim_key(delivery), "status": status, "error": error}
+    return _updated(conn.execute(_MARK_DEAD, params))
+
+
+def release(conn: Connection, delivery: Delivery) -> bool:
+    """Gives back a claim that was never pushed, without counting an attempt."""
+    return _updated(conn.execute(_RELEASE, _claim_key(delivery)))
+
+
+_SECONDS_UNTIL_DUE = sa.text(f"""
+    SELECT EXTRACT(EPOCH FROM min(d.due_at) - clock_timestamp())
+    FROM emulator.deliveries AS d
+    WHERE d.subscription IN :subscriptions
+      AND d.state IN ('pending', 'inflight')
+      AND {_NOT_BLOCKED_BY_ORDERING}
+""").bindparams(sa.bindparam("subscriptions", expanding=True))
+
+
+def seconds_until_due(conn: Connection, subscriptions: Sequence[str]) -> float | None:
+    """Until the next retry or lease expiry, by the database clock; None when nothing is open.
+
+    Deliveries held back by ordering are left out: their head's own due time is what counts.
+    """
+    if not subscriptions:
+        return None
+    value = conn.execute(_SECONDS_UNTIL_DUE, {"subscriptions": list(subscriptions)}).scalar()
+    return None if value is None else float(value)
+
+
+def pending_count(conn: Connection, subscription: str | None = None) -> int:
+    query = "SELECT count(*) FROM emulator.deliveries WHERE state IN ('pending', 'inflight')"
+    if subscription is None:
+        return int(conn.execute(sa.text(query)).scalar_one())
+    query += " AND subscription = :subscription"
+    return int(conn.execute(sa.text(query), {"subscription": subscription}).scalar_one())
+
+
+def _delivery(row: sa.Row[Any]) -> Delivery:
+    return Delivery(
+        subscription=row.subscription,
+        message_id=int(row.message_id),
+        attempts=int(row.attempts),
+        topic=row.topic,
+        data=bytes(row.data),
+        attributes=dict(row.attributes or {}),
+        ordering_key=row.ordering_key,
+        publish_time=row.publish_time,
+    )
+
+
+def _updated(result: sa.CursorResult[Any]) -> bool:
+    return result.rowcount == 1

@@ -1,0 +1,610 @@
+"""The local Pub/Sub push emulator against real PostgreSQL and a real HTTP receiver."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import flask
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from common.messaging.local import LocalPublisher, publish_path
+from common.topology import DeadLetterPolicy, RetryPolicy, Subscription, Topic, Topology
+from hookyard.broker import Broker, store
+from hookyard.broker.http import handle_publish
+from hookyard.broker.settle import ACK_STATUSES, PushResult
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+FAST = RetryPolicy(minimum_backoff_s=0.05, maximum_backoff_s=0.2)
+PROJECT = "test-project"
+
+
+def _sub(name: str, topic: str, **kw: Any) -> Subscription:
+    kw.setdefault("retry_policy", FAST)
+    return Subscription(name=name, topic=topic, push_path=f"/push/{name}", **kw)
+
+
+TOPOLOGY = Topology(
+    topics=[
+        Topic(name="orders"),
+        Topic(name="orders-dead-letter"),
+        Topic(name="sequenced"),
+        Topic(name="plain"),
+        Topic(name="slow"),
+        Topic(name="nobody-listens"),
+    ],
+    subscriptions=[
+        _sub(
+            "billing",
+            "orders",
+            dead_letter_policy=DeadLetterPolicy(
+                dead_letter_topic="orders-dead-letter", max_delivery_attempts=5
+            ),
+        ),
+        _sub("shipping", "orders"),
+        _sub("graveyard", "orders-dead-letter"),
+        _sub("sequencer", "sequenced", enable_message_ordering=True),
+        _sub("plain", "plain"),
+        _sub(
+            "patient",
+            "slow",
+            retry_policy=RetryPolicy(minimum_backoff_s=0.25, maximum_backoff_s=1.0),
+            dead_letter_policy=DeadLetterPolicy(
+                dead_letter_topic="orders-dead-letter", max_delivery_attempts=10
+            ),
+        ),
+    ],
+)
+
+# The model enforces Pub/Sub's 10 s minimum ack deadline; a 1 s one keeps the timeout test fast.
+TIMEOUT_TOPOLOGY = Topology(
+    topics=[Topic(name="slow")],
+    subscriptions=[
+        Subscription.model_construct(
+            name="hasty", topic="slow", push_path="/push/hasty", ack_deadline_seconds=1,
+            retry_policy=FAST,
+        )
+    ],
+)  # fmt: skip
+
+
+@dataclass
+class Received:
+    subscription: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    started: float
+    ended: float = 0.0
+
+    @property
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = self.body["message"]
+        return message
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["messageId"])
+
+
+Script = Callable[[Received, int], "tuple[int, float]"]
+
+
+@dataclass
+class Receiver:
+    """A push endpoint on a real socket: answers per `script`, records every request."""
+
+    script: Script = lambda _request, _nth: (200, 0.0)
+    requests: list[Received] = field(default_factory=list)
+    max_active: int = 0
+    _active: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def _app(self, environ: Any, start_response: Any) -> Any:
+        request = Request(environ)
+        received = Received(
+            subscription=request.path.removeprefix("/push/"),
+            body=json.loads(request.get_data()),
+            headers=dict(request.headers),
+            started=time.monotonic(),
+        )
+        with self._cond:
+            nth = sum(1 for r in self.requests if r.message_id == received.message_id)
+            self.requests.append(received)
+            self._active += 1
+            self.max_active = max(self.max_active, self._active)
+        try:
+            status, delay = self.script(received, nth)
+            time.sleep(delay)
+        finally:
+            with self._cond:
+                self._active -= 1
+                received.ended = time.monotonic()
+                self._cond.notify_all()
+        return Response(status=status)(environ, start_response)
+
+    def wait_for(
+        self, done: Callable[[list[Received]], bool], timeout: float = 5.0
+    ) -> list[Received]:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: done(self.requests), timeout)
+            seen = list(self.requests)
+        assert ok, f"receiver saw {[(r.subscription, r.message_id) for r in seen]}"
+        return seen
+
+    def to(self, subscription: str) -> list[Received]:
+        with self._cond:
+            return [r for r in self.requests if r.subscription == subscription]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    try:
+        yield rec
+    finally:
+        rec.close()
+
+
+BrokerFactory = Callable[..., Broker]
+
+
+@pytest.fixture
+def make_broker(engine: Engine, receiver: Receiver) -> Iterator[BrokerFactory]:
+    made: list[Broker] = []
+
+    def make(topology: Topology = TOPOLOGY, **kw: Any) -> Broker:
+        kw.setdefault("project", PROJECT)
+        broker = Broker(engine, topology, receiver.url, **kw)
+        made.append(broker)
+        return broker
+
+    try:
+        yield make
+    finally:
+        for broker in made:
+            broker.stop(timeout=2)
+
+
+@pytest.fixture
+def broker(make_broker: BrokerFactory) -> Broker:
+    started = make_broker()
+    started.start()
+    return started
+
+
+def _count(subscription: str, n: int) -> Callable[[list[Received]], bool]:
+    return lambda seen: sum(r.subscription == subscription for r in seen) >= n
+
+
+def _settled(broker: Broker, subscription: str | None = None, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while broker.pending_count(subscription) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert broker.pending_count(subscription) == 0
+
+
+RFC3339_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_envelope_matches_pubsub_push_format(broker: Broker, receiver: Receiver) -> None:
+    before = datetime.now(UTC)
+    message_id = broker.publish("orders", b"hello \x00\xff", {"source": "stripe"})
+    seen = receiver.wait_for(lambda s: len(s) == 2)
+
+    by_sub = {r.subscription: r for r in seen}
+    assert set(by_sub) == {"billing", "shipping"}
+    for name, request in by_sub.items():
+        assert request.headers["Content-Type"] == "application/json"
+        body = request.body
+        assert body["subscription"] == f"projects/{PROJECT}/subscriptions/{name}"
+        msg = body["message"]
+        assert base64.b64decode(msg["data"]) == b"hello \x00\xff"
+        assert msg["messageId"] == msg["message_id"] == message_id
+        assert msg["publishTime"] == msg["publish_time"]
+        assert RFC3339_MS_Z.match(msg["publishTime"])
+        published = datetime.fromisoformat(msg["publishTime"].replace("Z", "+00:00"))
+        assert abs((published - before).total_seconds()) < 5
+        assert msg["attributes"] == {"source": "stripe"}
+        assert "orderingKey" not in msg
+    assert by_sub["billing"].body["deliveryAttempt"] == 1
+    assert "deliveryAttempt" not in by_sub["shipping"].body
+
+
+def test_optional_fields_appear_only_when_set(broker: Broker, receiver: Receiver) -> None:
+    broker.publish("plain", b"", {"only": "attributes"}, ordering_key="k1")
+    broker.publish("plain", b"no attributes", {})
+    seen = receiver.wait_for(lambda s: len(s) == 2)
+    with_key, without = sorted(seen, key=lambda r: int(r.message_id))
+    assert with_key.message["orderingKey"] == "k1"
+    assert with_key.message["data"] == ""
+    assert "attributes" not in without.message
+    assert "orderingKey" not in without.message
+
+
+def test_fan_out_gives_each_subscription_its_own_copy(broker: Broker, receiver: Receiver) -> None:
+    receiver.script = lambda r, nth: (500 if r.subscription == "billing" and nth == 0 else 200, 0)
+    message_id = broker.publish("orders", b"x", {})
+    receiver.wait_for(_count("billing", 2))
+    _settled(broker)
+    assert [r.message_id for r in receiver.to("shipping")] == [message_id]
+    assert [r.message_id for r in receiver.to("billing")] == [message_id, message_id]
+
+
+def test_topic_without_subscriptions_stores_and_delivers_nothing(
+    broker: Broker, receiver: Receiver, engine: Engine
+) -> None:
+    message_id = broker.publish("nobody-listens", b"x", {})
+    with engine.connect() as conn:
+        topic = conn.execute(
+            sa.text("SELECT topic FROM emulator.messages WHERE id = :id"), {"id": int(message_id)}
+        ).scalar_one()
+    assert topic == "nobody-listens"
+    assert broker.pending_count() == 0
+    time.sleep(0.2)
+    assert receiver.requests == []
+
+
+def test_unknown_topic_is_not_found(make_broker: BrokerFactory) -> None:
+    from common.errors import NotFound
+
+    with pytest.raises(NotFound):
+        make_broker().publish("no-such-topic", b"x", {})
+
+
+def test_only_pubsub_ack_codes_ack(broker: Broker, receiver: Receiver) -> None:
+    first_status: dict[str, int] = {}
+    codes = [200, 201, 202, 204, 203, 205, 400, 404, 429, 500, 503]
+    receiver.script = lambda r, nth: (first_status[r.message_id] if nth == 0 else 200, 0)
+    for code in codes:
+        first_status[broker.publish("plain", str(code).encode(), {})] = code
+    nack_codes = [c for c in codes if c not in (200, 201, 202, 204)]
+    receiver.wait_for(lambda s: len(s) >= len(codes) + len(nack_codes))
+    _settled(broker)
+    time.sleep(0.3)  # longer than the backoff: a wrongly nacked message would be back by now
+    attempts = {code: 0 for code in codes}
+    for request in receiver.requests:
+        attempts[first_status[request.message_id]] += 1
+    assert attempts == {code: 1 if code in (200, 201, 202, 204) else 2 for code in codes}
+    # An HTTP/1.1 client never sees 102 as a final status, so it is checked here, not on the wire.
+    assert 102 in ACK_STATUSES
+    assert PushResult(102).acked
+    assert not PushResult(203).acked
+    assert not PushResult(200, "timeout").acked
+
+
+def test_a_slow_endpoint_times_out_at_the_ack_deadline_and_is_redelivered(
+    make_broker: BrokerFactory, receiver: Receiver
+) -> None:
+    receiver.script = lambda r, nth: (200, 1.6 if nth == 0 else 0)
+    broker = make_broker(TIMEOUT_TOPOLOGY)
+    broker.start()
+    message_id = broker.publish("slow", b"x", {})
+    first, second = receiver.wait_for(lambda s: len(s) == 2, timeout=8)
+    assert first.message_id == second.message_id == message_id
+    assert second.started - first.started >= 0.9
+    _settled(broker)
+
+
+def test_redelivery_keeps_message_id_counts_attempts_and_backs_off(
+    broker: Broker, receiver: Receiver
+) -> None:
+    receiver.script = lambda r, nth: (500 if nth < 2 else 204, 0)
+    message_id = broker.publish("slow", b"x", {"k": "v"})
+    seen = receiver.wait_for(_count("patient", 3))
+    _settled(broker)
+    assert [r.message_id for r in seen] == [message_id] * 3
+    assert [r.body["deliveryAttempt"] for r in seen] == [1, 2, 3]
+    gaps = [later.started - earlier.ended for earlier, later in itertools.pairwise(seen)]
+    # min 0.25 s doubling: 0.25 s after the first nack, 0.5 s after the second.
+    assert gaps[0] >= 0.24
+    assert gaps[1] >= 0.49
+    assert all(gap < 3.0 for gap in gaps)
+
+
+def test_dead_letters_after_max_delivery_attempts(
+    broker: Broker, receiver: Receiver, engine: Engine
+) -> None:
+    receiver.script = lambda r, nth: (500 if r.subscription == "billing" else 200, 0)
+    message_id = broker.publish("orders", b"poison", {"source": "stripe"}, ordering_key="acct")
+    receiver.wait_for(_count("graveyard", 1))
+    _settled(broker)
+
+    attempts = receiver.to("billing")
+    assert [r.body["deliveryAttempt"] for r in attempts] == [1, 2, 3, 4, 5]
+    assert {r.message_id for r in attempts} == {message_id}
+    (dead,) = receiver.to("graveyard")
+    assert dead.message_id != message_id
+    assert base64.b64decode(dead.message["data"]) == b"poison"
+    attrs = dead.message["attributes"]
+    published = datetime.fromisoformat(attempts[0].message["publishTime"].replace("Z", "+00:00"))
+    assert attrs == {
+        "source": "stripe",
+        "CloudPubSubDeadLetterSourceDeliveryCount": "5",
+        "CloudPubSubDeadLetterSourceSubscription": "billing",
+        "CloudPubSubDeadLetterSourceSubscriptionProject": PROJECT,
+        "CloudPubSubDeadLetterSourceTopicPublishTime": published.isoformat(timespec="milliseconds"),
+    }
+    with engine.connect() as conn:
+        state = conn.execute(
+            sa.text(
+                "SELECT state, attempts FROM emulator.deliveries "
+                "WHERE subscription = 'billing' AND message_id = :id"
+            ),
+            {"id": int(message_id)},
+        ).one()
+    assert tuple(state) == ("dead", 5)
+    time.sleep(0.3)
+    assert len(receiver.to("billing")) == 5
+
+
+def test_messages_survive_a_restart(make_broker: BrokerFactory, receiver: Receiver) -> None:
+    first = make_broker()
+    first.start()
+    first.stop()
+    assert not first.pending_count()
+    # Published while no dispatcher runs, as if the broker died right after the commit.
+    message_id = first.publish("plain", b"durable", {})
+    assert first.pending_count("plain") == 1
+
+    second = make_broker()
+    second.start()
+    (request,) = receiver.wait_for(lambda s: len(s) == 1)
+    assert request.message_id == message_id
+    _settled(second)
+
+
+def test_an_expired_lease_counts_as_an_attempt(
+    make_broker: BrokerFactory, receiver: Receiver, engine: Engine
+) -> None:
+    publisher = make_broker()
+    message_id = publisher.publish("orders", b"x", {})
+    with engine.begin() as conn:  # a broker claims it, then dies before pushing
+        claimed = store.claim(conn, {"billing": 0.3}, 10)
+    assert [d.message_id for d in claimed] == [int(message_id)]
+
+    broker = make_broker()
+    broker.start()
+    receiver.wait_for(_count("billing", 1))
+    _settled(broker)
+    (request,) = receiver.to("billing")
+    assert request.body["deliveryAttempt"] == 2
+
+
+def test_a_publish_from_another_broker_wakes_the_dispatcher(
+    make_broker: BrokerFactory, receiver: Receiver
+) -> None:
+    idle = make_broker(max_idle_s=60)
+    idle.start()
+    time.sleep(0.5)  # let the dispatcher find nothing and fall asleep
+    publisher = make_broker()  # never started: only PostgreSQL NOTIFY connects the two
+    published = time.monotonic()
+    message_id = publisher.publish("plain", b"x", {})
+    (request,) = receiver.wait_for(lambda s: len(s) == 1, timeout=2)
+    assert request.message_id == message_id
+    assert request.started - published < 2
+
+
+def test_a_raw_store_publish_wakes_the_dispatcher(
+    make_broker: BrokerFactory, receiver: Receiver, engine: Engine
+) -> None:
+    idle = make_broker(max_idle_s=60)
+    idle.start()
+    time.sleep(0.5)
+    with engine.begin() as conn:
+        message_id = store.publish(
+            conn, "plain", store.NewMessage(b"x"), TOPOLOGY.subscriptions_of("plain")
+        )
+    (request,) = receiver.wait_for(lambda s: len(s) == 1, timeout=2)
+    assert request.message_id == str(message_id)
+
+
+def test_concurrent_pushes_are_bounded(make_broker: BrokerFactory, receiver: Receiver) -> None:
+    receiver.script = lambda r, nth: (200, 0.3)
+    broker = make_broker(max_concurrent_pushes=3)
+    for i in range(9):
+        broker.publish("plain", str(i).encode(), {})
+    broker.start()
+    receiver.wait_for(lambda s: len(s) == 9 and all(r.ended for r in s))
+    _settled(broker)
+    assert receiver.max_active == 3
+
+
+def test_two_brokers_on_one_database_never_push_a_delivery_twice(
+    make_broker: BrokerFactory, receiver: Receiver
+) -> None:
+    receiver.script = lambda r, nth: (200, 0.05)
+    one, two = make_broker(max_concurrent_pushes=4), make_broker(max_concurrent_pushes=4)
+    one.start()
+    two.start()
+    ids = [one.publish("plain", str(i).encode(), {}) for i in range(30)]
+    receiver.wait_for(lambda s: len(s) >= 30)
+    _settled(one)
+    time.sleep(0.2)
+    assert sorted(r.message_id for r in receiver.requests) == sorted(ids)
+
+
+def test_ordering_key_allows_one_outstanding_message_in_publish_order(
+    broker: Broker, receiver: Receiver
+) -> None:
+    payload: dict[str, str] = {}
+    # The key's first message is nacked once: its later messages must wait for it.
+    receiver.script = lambda r, nth: (
+        500 if payload[r.message_id] == "a1" and nth == 0 else 200,
+        0.1,
+    )
+    for name, key in [("a1", "A"), ("b1", "B"), ("a2", "A"), ("u1", ""), ("b2", "B"), ("a3", "A")]:
+        payload[broker.publish("sequenced", name.encode(), {}, ordering_key=key)] = name
+    receiver.wait_for(lambda s: len(s) == 7 and all(r.ended for r in s))
+    _settled(broker)
+
+    def per_key(key: str) -> list[Received]:
+        return sorted(
+            (r for r in receiver.requests if r.message.get("orderingKey", "") == key),
+            key=lambda r: r.started,
+        )
+
+    assert [payload[r.message_id] for r in per_key("A")] == ["a1", "a1", "a2", "a3"]
+    assert [payload[r.message_id] for r in per_key("B")] == ["b1", "b2"]
+    for key in ("A", "B"):
+        requests = per_key(key)
+        for earlier, later in itertools.pairwise(requests):
+            assert later.started >= earlier.ended
+    overlapping_keys = any(
+        a.started < b.ended and b.started < a.ended for a in per_key("A") for b in per_key("B")
+    )
+    assert overlapping_keys, "different keys should be pushed concurrently"
+
+
+def test_stop_is_prompt_and_idempotent(make_broker: BrokerFactory) -> None:
+    broker = make_broker(max_idle_s=60)
+    broker.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    broker.stop()
+    broker.stop()
+    assert time.monotonic() - began < 1.0
+    with pytest.raises(RuntimeError):
+        broker.start()
+
+
+@pytest.fixture
+def publish_app(make_broker: BrokerFactory) -> tuple[flask.Flask, Broker]:
+    broker = make_broker()
+    broker.start()
+    app = flask.Flask("broker-test")
+
+    @app.route("/emulator/pubsub/v1/projects/<project>/topics/<topic>:publish", methods=["POST"])
+    def publish(project: str, topic: str) -> flask.Response:
+        return handle_publish(broker, flask.request)
+
+    return app, broker
+
+
+def test_http_publish_returns_ids_and_delivers(
+    publish_app: tuple[flask.Flask, Broker], receiver: Receiver
+) -> None:
+    app, broker = publish_app
+    body = {
+        "messages": [
+            {"data": base64.b64encode(b"one").decode(), "attributes": {"a": "1"}},
+            {"data": base64.b64encode(b"two").decode(), "orderingKey": "k"},
+        ]
+    }
+    response = app.test_client().post(publish_path(PROJECT, "plain"), json=body)
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    ids = response.get_json()["messageIds"]
+    assert len(ids) == 2
+    assert all(isinstance(i, str) for i in ids)
+    seen = receiver.wait_for(lambda s: len(s) == 2)
+    assert sorted(r.message_id for r in seen) == sorted(ids)
+    _settled(broker)
+
+
+def test_local_publisher_speaks_the_emulator_protocol(
+    publish_app: tuple[flask.Flask, Broker], receiver: Receiver
+) -> None:
+    app, _broker = publish_app
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        publisher = LocalPublisher(f"http://127.0.0.1:{server.port}", PROJECT, timeout_s=5)
+        message_id = publisher.publish("plain", b"over http", {"k": "v"}, ordering_key="o")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    (request,) = receiver.wait_for(lambda s: len(s) == 1)
+    assert request.message_id == message_id
+    assert base64.b64decode(request.message["data"]) == b"over http"
+    assert request.message["orderingKey"] == "o"
+
+
+def _message(**overrides: Any) -> dict[str, Any]:
+    return {"messages": [{"data": base64.b64encode(b"x").decode(), **overrides}]}
+
+
+REJECTED: list[tuple[str, Any, int]] = [
+    (publish_path(PROJECT, "no-such-topic"), _message(), 404),
+    (publish_path("other-project", "plain"), _message(), 404),
+    (publish_path(PROJECT, "plain"), _message(data="not base64!"), 400),
+    (publish_path(PROJECT, "plain"), b"{not json", 400),
+    (publish_path(PROJECT, "plain"), {"messages": []}, 400),
+    (publish_path(PROJECT, "plain"), {"messages": [{}]}, 400),
+    (publish_path(PROJECT, "plain"), _message(attributes={"k": 1}), 400),
+    (publish_path(PROJECT, "plain"), _message(attributes={f"k{i}": "v" for i in range(101)}), 400),
+    (publish_path(PROJECT, "plain"), _message(attributes={"k" * 257: "v"}), 400),
+    (publish_path(PROJECT, "plain"), _message(attributes={"k": "v" * 1025}), 400),
+    (publish_path(PROJECT, "plain"), _message(orderingKey="k" * 1025), 400),
+]  # fmt: skip
+
+
+def test_http_publish_rejects_with_problem_json(
+    publish_app: tuple[flask.Flask, Broker],
+) -> None:
+    """One database for all cases: each would otherwise pay for its own."""
+    app, broker = publish_app
+    client = app.test_client()
+    for path, body, status in REJECTED:
+        if isinstance(body, bytes):
+            response = client.post(path, data=body, content_type="application/json")
+        else:
+            response = client.post(path, json=body)
+        case = f"{path} {str(body)[:80]}"
+        assert response.status_code == status, case
+        assert response.mimetype == "application/problem+json", case
+        problem = response.get_json()
+        assert problem["status"] == status, case
+        assert problem["type"].startswith("https://hookyard.dev/problems/"), case
+        assert problem["instance"] == path, case
+    assert broker.pending_count() == 0
+
+
+def test_http_publish_accepts_the_limits_exactly(
+    publish_app: tuple[flask.Flask, Broker],
+) -> None:
+    app, _broker = publish_app
+    attributes = {f"{i:03d}" + "k" * 253: "v" * 1024 for i in range(100)}
+    response = app.test_client().post(
+        publish_path(PROJECT, "nobody-listens"),
+        json=_message(attributes=attributes, orderingKey="k" * 1024),
+    )
+    assert response.status_code == 200, response.get_json()
+
+
+def test_oversized_message_is_rejected(publish_app: tuple[flask.Flask, Broker]) -> None:
+    app, _broker = publish_app
+    data = base64.b64encode(b"x" * (10 * 1000 * 1000 + 1)).decode()
+    response = app.test_client().post(publish_path(PROJECT, "plain"), json=_message(data=data))
+    assert response.status_code == 400
+    assert "10 MB" in response.get_json()["detail"]
