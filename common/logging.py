@@ -75,7 +75,12 @@ def get_logger(name: str) -> Any:
 
 
 def bind_context(trace: TraceContext | None = None, project: str = "", **fields: Any) -> None:
+    """Starts a request's context afresh: nothing leaks from the thread's previous request."""
     structlog.contextvars.clear_contextvars()
     if trace is not None:
         structlog.contextvars.bind_contextvars(**trace.log_fields(project))
+    add_context(**fields)
+
+
+def add_context(**fields: Any) -> None:
     structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})

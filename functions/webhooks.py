@@ -31,7 +31,7 @@ from common.errors import (
 )
 from common.http import json_response, path_parts, problem_response, require_method
 from common.json_pointer import resolve
-from common.logging import bind_context, get_logger
+from common.logging import add_context, bind_context, get_logger
 from common.messaging.publisher import Publisher, get_publisher
 from common.secrets import SecretStore, get_secret_store
 from common.signatures import SignedRequest, Verifier, verifier_for
@@ -101,7 +101,7 @@ class WebhookIngest:
         if event_type:
             attributes["event_type"] = event_type
         ordering_key = extract(source.ordering_key, request, document) or ""
-        bind_context(None, source=source.name, event_id=event_id, event_type=event_type)
+        add_context(event_id=event_id, event_type=event_type)
         try:
             message_id = self.publisher.publish(source.topic, body, attributes, ordering_key)
         except PublishError as exc:

@@ -1,0 +1,152 @@
+"""The `hookyard` command. Tables for people, `--json` for scripts; exit 0 ok, 1 error, 2 usage."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from common.config import Settings
+
+app = typer.Typer(
+    name="hookyard",
+    help="Webhooks and scheduled jobs on Google Cloud, and the local stack to run them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def dev(
+    port: Annotated[
+        int | None, typer.Option(help="Port to serve on (default 8080 or HOOKYARD_PORT).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+) -> None:
+    """Run the local stack: embedded PostgreSQL, the local broker and every endpoint."""
+    from common.logging import configure_logging
+    from hookyard.stack import LocalStack
+
+    overrides: dict[str, Any] = {}
+    if port is not None:
+        overrides["port"] = port
+    if host is not None:
+        overrides["host"] = host
+    settings = Settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = LocalStack(settings)
+    try:
+        stack.start()
+        if "admin-token" in stack.generated_secrets:
+            token = (stack.secrets_dir / "admin-token").read_text().strip()
+            typer.echo(f"admin token (saved in {stack.secrets_dir}/admin-token): {token}", err=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations to HOOKYARD_DATABASE_URL."""
+    from common.db import migrate as migrations
+    from common.db.engine import get_engine
+
+    engine = get_engine()
+    migrations.upgrade(engine)
+    typer.echo(f"database at revision {migrations.current_revision(engine)}")
+
+
+@app.command()
+def send(
+    source: Annotated[str, typer.Argument(help="Webhook source, e.g. stripe or standard.")],
+    file: Annotated[str, typer.Argument(help="Payload file, or - for standard input.")],
+    url: Annotated[str | None, typer.Option(help="Endpoint (default: the local stack).")] = None,
+    repeat: Annotated[int, typer.Option(min=1, max=10_000, help="Send this many times.")] = 1,
+    timestamp: Annotated[
+        int | None, typer.Option(help="Unix time to sign with (default: now).")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="Delivery id for header-id schemes (default: random).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Sign a payload exactly as SOURCE's sender would and POST it."""
+    import secrets as pysecrets
+
+    import httpx
+    from common.signatures.signing import sign_headers
+
+    from common.secrets import get_secret_store
+    from common.topology import get_topology
+
+    settings = Settings()
+    spec = get_topology().source(source)
+    if spec is None:
+        raise fail(f"unknown source {source!r}")
+    body = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
+    values = get_secret_store().values(spec.secret)
+    if not values:
+        raise fail(f"secret {spec.secret} is not configured (run `make run` once, or export it)")
+    target = url or f"{settings.base_url}/webhooks/{source}"
+    failures = 0
+    with httpx.Client(timeout=30) as client:
+        for _ in range(repeat):
+            headers = sign_headers(
+                spec.scheme,
+                body,
+                values[0],
+                now=timestamp if timestamp is not None else int(time.time()),
+                event_id=event_id or f"msg_{pysecrets.token_hex(12)}",
+                url=target,
+            )
+            headers.setdefault("Content-Type", "application/json")
+            try:
+                response = client.post(target, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
+            failures += not response.is_success
+            if as_json:
+                typer.echo(json.dumps({"status": response.status_code, "body": _body(response)}))
+            else:
+                typer.echo(f"{response.status_code} {response.text.strip()}")
+    if failures:
+        raise typer.Exit(code=1)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _body(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def main() -> None:
+    app()

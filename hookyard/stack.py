@@ -1,0 +1,151 @@
+"""The local stack: embedded PostgreSQL, the local broker and every endpoint on one port.
+
+Start order matters: database, migrations, secrets, then the HTTP server (bound first so a
+port of 0 resolves before anything needs the address), then the broker's dispatcher. Stop
+runs in reverse and always reaches PostgreSQL, whatever failed before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from common.config import Settings
+from common.db import migrate
+from common.db.engine import create_db_engine, set_engine
+from common.health import Health, database_ready
+from common.logging import get_logger
+from common.messaging.local import LocalPublisher
+from common.secrets import EnvSecretStore
+from common.topology import Topology, get_topology
+from functions.admin import Admin
+from functions.webhooks import WebhookIngest
+from hookyard.broker import Broker
+from hookyard.broker.http import handle_publish
+from hookyard.dev_secrets import ensure_dev_secrets
+from hookyard.local_postgres import LocalPostgres
+from hookyard.server import create_app
+from workers.push import EnvelopeHook, Worker
+
+log = get_logger(__name__)
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    topology: Topology = field(default_factory=get_topology)
+    worker_hook: EnvelopeHook | None = None
+    postgres: LocalPostgres | None = field(default=None, init=False)
+    engine: Engine | None = field(default=None, init=False)
+    broker: Broker | None = field(default=None, init=False)
+    server: BaseWSGIServer | None = field(default=None, init=False)
+    generated_secrets: list[str] = field(default_factory=list, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://{self.settings.host}:{self.server.server_port}"
+
+    @property
+    def secrets_dir(self) -> Any:
+        return self.settings.data_dir / "secrets"
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        url = self.settings.database_url
+        if url is None:
+            self.postgres = LocalPostgres(self.settings.data_dir / "postgres")
+            self.postgres.start()
+            _create_database(self.postgres.url(), self.settings.db_name)
+            url = self.postgres.url(self.settings.db_name)
+        self.engine = create_db_engine(self.settings, url)
+        set_engine(self.engine)
+        migrate.upgrade(self.engine)
+        self.generated_secrets = ensure_dev_secrets(self.secrets_dir, self.topology)
+        store = EnvSecretStore(files_dir=self.secrets_dir)
+
+        mounts: dict[str, Any] = {}
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.server = make_server(
+            self.settings.host, self.settings.port, create_app(mounts), threaded=True
+        )
+        base = self.url
+        project = self.settings.gcp_project
+        engine = self.engine
+        self.broker = Broker(engine, self.topology, base, project=project)
+        self.broker.install()
+        broker = self.broker
+        ingest = WebhookIngest(
+            self.topology,
+            store,
+            LocalPublisher(base, project, self.settings.publish_timeout_s),
+            project,
+        )
+        worker = Worker(engine, project, before_handle=self.worker_hook)
+        mounts.update(
+            {
+                "webhooks": ingest.handle,
+                "admin": Admin(lambda: engine, store, project).handle,
+                "pubsub": worker.handle,
+                "health": Health(database_ready(lambda: engine)).handle,
+                "emulator": lambda request: handle_publish(broker, request),
+            }
+        )
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="http", kwargs={"poll_interval": 0.2}
+        )
+        self._thread.start()
+        self.broker.start()
+        log.info("hookyard listening", url=base, database=_safe_url(url))
+
+    def stop(self) -> None:
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                self.server.shutdown()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            self.server.server_close()
+            self.server = None
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                self.broker.stop()
+            self.broker = None
+        if self.engine is not None:
+            self.engine.dispose()
+            set_engine(None)
+            self.engine = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+        log.info("hookyard stopped")
+
+
+def _create_database(admin_url: str, name: str) -> None:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
