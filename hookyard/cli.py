@@ -95,9 +95,9 @@ def send(
     import secrets as pysecrets
 
     import httpx
-    from common.signatures.signing import sign_headers
 
     from common.secrets import get_secret_store
+    from common.signatures.signing import sign_headers
     from common.topology import get_topology
 
     settings = Settings()
