@@ -39,11 +39,12 @@ _UPDATE = sa.text(
     """
 )
 _HAS_ENTRIES = sa.text("SELECT EXISTS (SELECT 1 FROM ledger_transactions WHERE account_id = :id)")
-_ADD_BALANCES = sa.text(
-    """
+_APPLY_DELTA = sa.text(
+    f"""
     UPDATE accounts
     SET available = available + :available, held = held + :held, updated_at = now()
-    WHERE id = :id
+    WHERE id = :id AND currency = :currency
+    RETURNING {_COLUMNS}
     """
 )
 
@@ -84,5 +85,19 @@ def has_entries(conn: Connection, account_id: str) -> bool:
     return bool(conn.execute(_HAS_ENTRIES, {"id": account_id}).scalar_one())
 
 
-def add_to_balances(conn: Connection, account_id: str, available: int, held: int) -> None:
-    conn.execute(_ADD_BALANCES, {"id": account_id, "available": available, "held": held})
+def apply_delta(
+    conn: Connection, account_id: str, currency: str, *, available: int, held: int
+) -> Account | None:
+    """Moves the balances and takes the row lock in one round trip.
+
+    None when no account has that id and currency; the caller asks `get` why (rare path).
+    """
+    row = (
+        conn.execute(
+            _APPLY_DELTA,
+            {"id": account_id, "currency": currency, "available": available, "held": held},
+        )
+        .mappings()
+        .first()
+    )
+    return Account(**row) if row else None

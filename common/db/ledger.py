@@ -21,17 +21,19 @@ class UnbalancedTransaction(ValueError):
     """Postings that do not sum to zero are a programming error, never data."""
 
 
-_INSERT_TX = sa.text(
+# One round trip for the transaction row and all of its postings.
+_RECORD = sa.text(
     """
-    INSERT INTO ledger_transactions (account_id, kind, currency, source, event_id)
-    VALUES (:account_id, :kind, :currency, :source, :event_id)
-    RETURNING id
-    """
-)
-_INSERT_POSTINGS = sa.text(
-    """
+    WITH tx AS (
+        INSERT INTO ledger_transactions (account_id, kind, currency, source, event_id)
+        VALUES (:account_id, :kind, :currency, :source, :event_id)
+        RETURNING id
+    )
     INSERT INTO postings (transaction_id, ledger_account, amount, currency)
-    SELECT :tx, unnest(CAST(:accounts AS text[])), unnest(CAST(:amounts AS bigint[])), :currency
+    SELECT tx.id, p.ledger_account, p.amount, :currency
+    FROM tx, unnest(CAST(:accounts AS text[]), CAST(:amounts AS bigint[]))
+         AS p (ledger_account, amount)
+    RETURNING transaction_id
     """
 )
 _REFUND_STATE = sa.text(
@@ -56,29 +58,27 @@ def record(
     postings: Sequence[Posting],
 ) -> int:
     nonzero = [p for p in postings if p.amount != 0]
-    if sum(p.amount for p in nonzero) != 0:
-        raise UnbalancedTransaction(f"{kind}: postings sum to {sum(p.amount for p in nonzero)}")
-    tx_id: int = conn.execute(
-        _INSERT_TX,
-        {
-            "account_id": account_id,
-            "kind": kind,
-            "currency": currency,
-            "source": cause.source,
-            "event_id": cause.event_id,
-        },
-    ).scalar_one()
-    if nonzero:
+    if not nonzero or sum(p.amount for p in nonzero) != 0:
+        raise UnbalancedTransaction(f"{kind}: postings {nonzero} do not balance")
+    tx_id = (
         conn.execute(
-            _INSERT_POSTINGS,
+            _RECORD,
             {
-                "tx": tx_id,
+                "account_id": account_id,
+                "kind": kind,
+                "currency": currency,
+                "source": cause.source,
+                "event_id": cause.event_id,
                 "accounts": [p.ledger_account for p in nonzero],
                 "amounts": [p.amount for p in nonzero],
-                "currency": currency,
             },
         )
-    return tx_id
+        .scalars()
+        .first()
+    )
+    if tx_id is None:  # pragma: no cover - the CTE always returns the new id
+        raise UnbalancedTransaction(f"{kind}: no postings were written")
+    return int(tx_id)
 
 
 def lock_charge(conn: Connection, charge_id: str, account_id: str) -> tuple[int, str]:

@@ -28,14 +28,20 @@ class LocalPublisher:
         self._base = base_url.rstrip("/")
         self._project = project
         self._timeout = timeout_s
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._shared: httpx.Client | None = None
 
     def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(base_url=self._base, timeout=self._timeout)
-            self._local.client = client
-        return client
+        """One pooled client for every thread: building one costs milliseconds (TLS context)."""
+        if self._shared is None:
+            with self._lock:
+                if self._shared is None:
+                    self._shared = httpx.Client(
+                        base_url=self._base,
+                        timeout=self._timeout,
+                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                    )
+        return self._shared
 
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""
