@@ -103,12 +103,11 @@ class SecretManagerStore:
         except gexc.NotFound:
             return ()
         payload: bytes = response.payload.data
-        if response.payload.HasField("data_crc32c"):
+        # proto-plus messages answer `in` for presence of an optional field.
+        if "data_crc32c" in response.payload:
             import google_crc32c
 
-            checksum = google_crc32c.Checksum()
-            checksum.update(payload)
-            if int(checksum.hexdigest(), 16) != response.payload.data_crc32c:
+            if google_crc32c.value(payload) != response.payload.data_crc32c:
                 raise ConfigError(f"secret {name}: payload checksum mismatch")
         return split_values(payload.decode("utf-8"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +42,10 @@ class PubSubPublisher:
             message_id: str = future.result(timeout=self._timeout)
         except Exception as exc:
             if ordering_key:
-                client.resume_publish(path, ordering_key)
+                # A batch that failed pauses its key until resumed. One that timed out here
+                # may still be in flight, its key not paused: the client then raises
+                # RuntimeError, which must not replace the PublishError callers expect.
+                with contextlib.suppress(RuntimeError):
+                    client.resume_publish(path, ordering_key)
             raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
         return message_id
