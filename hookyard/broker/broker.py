@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 
 from common.errors import BadRequest, NotFound
 from common.logging import get_logger
-from common.topology import Topology
+from common.pubsub_filter import Filter, parse_filter
+from common.topology import Subscription, Topology
 from hookyard.broker import store
 from hookyard.broker.dispatcher import Dispatcher
 from hookyard.broker.store import NewMessage
@@ -48,6 +49,9 @@ class Broker:
         self.project = project
         self._engine = engine
         self._topology = topology
+        self._filters: dict[str, Filter] = {
+            sub.name: parse_filter(sub.filter) for sub in topology.subscriptions
+        }
         self._push_base_url = push_base_url
         self._max_concurrent = max_concurrent_pushes
         self._http = http_client
@@ -70,7 +74,11 @@ class Broker:
         return self.publish_many(topic, [NewMessage(data, dict(attributes), ordering_key)])[0]
 
     def publish_many(self, topic: str, messages: Sequence[NewMessage]) -> list[str]:
-        """All or nothing, like one Pub/Sub publish request; ids are returned after commit."""
+        """All or nothing, like one Pub/Sub publish request; ids are returned after commit.
+
+        A subscription whose filter rejects a message gets no delivery for it: Pub/Sub
+        acknowledges such messages itself, so they are never pushed and never dead-lettered.
+        """
         if self._topology.topic(topic) is None:
             raise NotFound(f"topic {topic!r} does not exist")
         for message in messages:
@@ -79,12 +87,20 @@ class Broker:
             self.install()
         subscriptions = self._topology.subscriptions_of(topic)
         with self._engine.begin() as conn:
-            ids = [store.publish(conn, topic, message, subscriptions) for message in messages]
+            ids = [
+                store.publish(conn, topic, message, self._accepting(subscriptions, message))
+                for message in messages
+            ]
         wakeup = self._wakeup
         if wakeup is not None:
             wakeup.set()
         log.debug("pubsub published", topic=topic, message_ids=[str(i) for i in ids])
         return [str(i) for i in ids]
+
+    def _accepting(
+        self, subscriptions: Sequence[Subscription], message: NewMessage
+    ) -> list[Subscription]:
+        return [s for s in subscriptions if self._filters[s.name].matches(message.attributes)]
 
     def start(self) -> None:
         with self._lock:

@@ -608,3 +608,26 @@ def test_oversized_message_is_rejected(publish_app: tuple[flask.Flask, Broker]) 
     response = app.test_client().post(publish_path(PROJECT, "plain"), json=_message(data=data))
     assert response.status_code == 400
     assert "10 MB" in response.get_json()["detail"]
+
+
+FILTERED_TOPOLOGY = Topology(
+    topics=[Topic(name="events")],
+    subscriptions=[
+        _sub("ledger", "events", filter='attributes.source = "stripe"'),
+        _sub("audit", "events"),
+    ],
+)
+
+
+def test_a_filtered_subscription_never_receives_what_its_filter_rejects(
+    make_broker: BrokerFactory, receiver: Receiver
+) -> None:
+    broker = make_broker(FILTERED_TOPOLOGY)
+    broker.start()
+    stripe_id = broker.publish("events", b"paid", {"source": "stripe"})
+    github_id = broker.publish("events", b"pushed", {"source": "github"})
+    receiver.wait_for(lambda s: _count("audit", 2)(s) and _count("ledger", 1)(s))
+    # Settled means every delivery row was pushed and acked, so a stray one would show here.
+    _settled(broker)
+    assert [r.message_id for r in receiver.to("ledger")] == [stripe_id]
+    assert sorted(r.message_id for r in receiver.to("audit")) == sorted([stripe_id, github_id])
