@@ -7,9 +7,18 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from common.errors import ConfigError
+from common.pubsub_filter import parse_filter
 
 TOPOLOGY_PATH = Path(__file__).with_name("topology.yaml")
 
@@ -51,34 +60,85 @@ class Subscription(_Model):
     retry_policy: RetryPolicy | None = None
     dead_letter_policy: DeadLetterPolicy | None = None
     enable_message_ordering: bool = False
+    filter: str = ""
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_parses(cls, value: str) -> str:
+        """Refused at load time, as Pub/Sub refuses it at creation: it can never be edited."""
+        parse_filter(value)
+        return value
 
 
 class FieldRef(_Model):
-    """Where a value lives in a request: one header or one JSON pointer into the body."""
+    """Where a value lives in a request: a header, a JSON pointer, or a form field."""
 
     header: str | None = None
     json_pointer: str | None = Field(default=None, pattern=r"^(/[^/]*)+$")
+    form_field: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
-        if (self.header is None) == (self.json_pointer is None):
-            raise ValueError("give exactly one of header or json_pointer")
+        if sum(v is not None for v in (self.header, self.json_pointer, self.form_field)) != 1:
+            raise ValueError("give exactly one of header, json_pointer or form_field")
         return self
 
     def describe(self) -> str:
-        return f"header {self.header}" if self.header else f"JSON field {self.json_pointer}"
+        if self.header:
+            return f"header {self.header}"
+        if self.form_field:
+            return f"form field {self.form_field}"
+        return f"JSON field {self.json_pointer}"
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, dict) else value
+
+
+FieldRefs = Annotated[list[FieldRef], BeforeValidator(_as_list)]
+"""One reference or a list of them; the first one present in a request wins."""
+
+
+class HmacConfig(_Model):
+    """The generic `hmac` scheme's settings (see the signature reference, section 10)."""
+
+    header: str
+    algorithm: Literal["sha256", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""
+    timestamp_header: str | None = None
+
+
+MediaType = Literal["application/json", "application/x-www-form-urlencoded"]
 
 
 class Source(_Model):
     name: ResourceName
     scheme: SignatureScheme
     secret: ResourceName
-    event_id: FieldRef
-    event_type: FieldRef | None = None
+    event_id: FieldRefs = Field(min_length=1)
+    event_id_qualifiers: FieldRefs = Field(
+        default=[], description="values appended to the id with ':' when present"
+    )
+    event_type: FieldRefs = []
     topic: ResourceName
+    content_types: list[MediaType] = Field(default=["application/json"], min_length=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=10 * 1024 * 1024)
     tolerance_s: int = Field(default=300, ge=1, le=86400)
     ordering_key: FieldRef | None = None
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="the URL the sender calls, where it signs the URL (Twilio) behind a proxy",
+    )
+    hmac: HmacConfig | None = None
+    response: Literal["json", "twiml"] = "json"
+
+    @model_validator(mode="after")
+    def _hmac_only_for_hmac(self) -> Self:
+        if (self.scheme == "hmac") != (self.hmac is not None):
+            raise ValueError(f"source {self.name}: `hmac` settings go with scheme hmac only")
+        return self
 
 
 class Topology(_Model):

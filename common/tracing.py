@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Protocol
+
+from common.headers import HeaderLookup
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
@@ -38,12 +39,6 @@ class TraceContext:
 
 def new_trace() -> TraceContext:
     return TraceContext(secrets.token_hex(16), secrets.token_hex(8), sampled=False)
-
-
-class HeaderLookup(Protocol):
-    """A dict of attributes or a request's (case-insensitive) headers."""
-
-    def get(self, key: str, /) -> str | None: ...
 
 
 def parse_trace(headers: HeaderLookup) -> TraceContext | None:

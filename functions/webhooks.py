@@ -8,40 +8,39 @@ so the sender retries instead of believing we have it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 
 from flask import Request, Response
 
 from common.config import get_settings
 from common.envelope import format_time
 from common.errors import (
-    BadRequest,
     NotFound,
     PayloadTooLarge,
     Problem,
     PublishError,
     ServiceUnavailable,
-    SignatureInvalid,
+    UnsupportedMediaType,
 )
-from common.http import json_response, path_parts, problem_response, require_method
-from common.json_pointer import resolve
+from common.http import json_response, path_parts, problem_response, require_method, secure
 from common.logging import add_context, bind_context, get_logger
 from common.messaging.publisher import Publisher, get_publisher
 from common.secrets import SecretStore, get_secret_store
-from common.signatures import SignedRequest, Verifier, verifier_for
-from common.topology import FieldRef, Source, Topology, get_topology
+from common.signatures import HmacOptions, SignedRequest, Verifier, verifier_for
+from common.topology import Source, Topology, get_topology
 from common.tracing import new_trace, parse_trace
+from functions import webhook_body
+from functions.handshakes import HANDSHAKES
+from functions.webhook_body import first_present, lookup, parse_body
 
 log = get_logger(__name__)
 
-MAX_ID_LENGTH = 256
 PREFIX = "/webhooks"
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 @dataclass
@@ -56,7 +55,8 @@ class WebhookIngest:
     def verifier(self, source: Source) -> Verifier:
         verifier = self._verifiers.get(source.name)
         if verifier is None:
-            verifier = verifier_for(source.scheme, tolerance_s=source.tolerance_s)
+            options = HmacOptions(**source.hmac.model_dump()) if source.hmac else None
+            verifier = verifier_for(source.scheme, tolerance_s=source.tolerance_s, hmac=options)
             self._verifiers[source.name] = verifier
         return verifier
 
@@ -79,28 +79,41 @@ class WebhookIngest:
             raise NotFound(f"unknown webhook source {parts[0]!r}")
         require_method(request, "POST")
         body = read_limited(request, source.max_body_bytes)
+        media_type = request.mimetype
+        if media_type not in source.content_types:
+            raise UnsupportedMediaType(
+                f"Content-Type must be one of {', '.join(source.content_types)}",
+                field="Content-Type",
+            )
         signed = SignedRequest(
             headers=list(request.headers.items()),
             body=body,
-            url=request.url,
+            url=source.public_url or request.url,
             content_type=request.content_type,
         )
         self.verifier(source).verify(signed, self.secrets.values(source.secret), int(self.clock()))
-        document = parse_json(body)
-        event_id = extract(source.event_id, request, document)
-        if event_id is None:
-            where = source.event_id.describe()
-            raise BadRequest(f"missing event id: {where} is absent or empty", field=where)
-        event_type = extract(source.event_type, request, document)
+        parsed = parse_body(body, media_type)
+        handshake = HANDSHAKES.get(source.scheme)
+        if handshake is not None and (answer := handshake(parsed)) is not None:
+            log.info("sender handshake answered")
+            return answer
+        headers = request.headers
+        event_id = webhook_body.event_id(
+            source.event_id, source.event_id_qualifiers, headers, parsed
+        )
+        event_type = first_present(source.event_type, headers, parsed)
         attributes = {
             "source": source.name,
             "event_id": event_id,
             "received_at": format_time(datetime.fromtimestamp(self.clock(), UTC)),
             "traceparent": traceparent,
+            "content_type": media_type,
         }
         if event_type:
             attributes["event_type"] = event_type
-        ordering_key = extract(source.ordering_key, request, document) or ""
+        ordering_key = ""
+        if source.ordering_key is not None:
+            ordering_key = lookup(source.ordering_key, headers, parsed) or ""
         add_context(event_id=event_id, event_type=event_type)
         try:
             message_id = self.publisher.publish(source.topic, body, attributes, ordering_key)
@@ -108,6 +121,8 @@ class WebhookIngest:
             log.error("publish failed", error=str(exc))
             raise ServiceUnavailable("the event could not be queued; retry later") from exc
         log.info("webhook accepted", message_id=message_id, body_bytes=len(body))
+        if source.response == "twiml":
+            return secure(Response(TWIML_EMPTY, status=202, mimetype="text/xml"))
         return json_response(
             {"status": "accepted", "source": source.name, "event_id": event_id}, status=202
         )
@@ -123,31 +138,6 @@ def read_limited(request: Request, limit: int) -> bytes:
     return body
 
 
-def parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("body is not valid JSON") from exc
-
-
-def extract(ref: FieldRef | None, request: Request, document: Any) -> str | None:
-    """The referenced value as a string, or None when absent or empty."""
-    if ref is None:
-        return None
-    value: Any = (
-        request.headers.get(ref.header) if ref.header else resolve(document, ref.json_pointer or "")
-    )
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    if len(value) > MAX_ID_LENGTH:
-        raise BadRequest(
-            f"{ref.describe()} is longer than {MAX_ID_LENGTH} characters", field=ref.describe()
-        )
-    return value
-
-
 @lru_cache(maxsize=1)
 def default_ingest() -> WebhookIngest:
     settings = get_settings()
@@ -161,6 +151,3 @@ def default_ingest() -> WebhookIngest:
 
 def handle(request: Request) -> Response:
     return default_ingest().handle(request)
-
-
-__all__ = ["SignatureInvalid", "WebhookIngest", "handle"]

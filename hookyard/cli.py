@@ -79,26 +79,31 @@ def migrate() -> None:
 
 @app.command()
 def send(
-    source: Annotated[str, typer.Argument(help="Webhook source, e.g. stripe or standard.")],
+    source: Annotated[str, typer.Argument(help="Webhook source, e.g. stripe or github.")],
     file: Annotated[str, typer.Argument(help="Payload file, or - for standard input.")],
     url: Annotated[str | None, typer.Option(help="Endpoint (default: the local stack).")] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option(help="For senders that put the type in a header (GitHub, Shopify)."),
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="Delivery id for senders that send one (default: random).")
+    ] = None,
     repeat: Annotated[int, typer.Option(min=1, max=10_000, help="Send this many times.")] = 1,
     timestamp: Annotated[
         int | None, typer.Option(help="Unix time to sign with (default: now).")
     ] = None,
-    event_id: Annotated[
-        str | None, typer.Option(help="Delivery id for header-id schemes (default: random).")
+    content_type: Annotated[
+        str | None, typer.Option(help="Media type when the source takes several (default: first).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """Sign a payload exactly as SOURCE's sender would and POST it."""
-    import secrets as pysecrets
-
+    """Sign a payload exactly as SOURCE's sender would and POST it; print each response."""
     import httpx
 
     from common.secrets import get_secret_store
-    from common.signatures.signing import sign_headers
     from common.topology import get_topology
+    from hookyard.sender import sender_request
 
     settings = Settings()
     spec = get_topology().source(source)
@@ -112,17 +117,18 @@ def send(
     failures = 0
     with httpx.Client(timeout=30) as client:
         for _ in range(repeat):
-            headers = sign_headers(
-                spec.scheme,
+            post_url, headers = sender_request(
+                spec,
                 body,
                 values[0],
                 now=timestamp if timestamp is not None else int(time.time()),
-                event_id=event_id or f"msg_{pysecrets.token_hex(12)}",
                 url=target,
+                event_id=event_id,
+                event_type=event_type,
+                media_type=content_type,
             )
-            headers.setdefault("Content-Type", "application/json")
             try:
-                response = client.post(target, content=body, headers=headers)
+                response = client.post(post_url, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
             failures += not response.is_success

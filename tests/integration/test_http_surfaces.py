@@ -104,6 +104,7 @@ def test_standard_webhooks_source_uses_header_id(client: httpx.Client) -> None:
     headers = sign_headers(
         "standard-webhooks", body, STANDARD_SECRET, now=int(time.time()), event_id="msg_123"
     )
+    headers["Content-Type"] = "application/json"
     response = client.post("/webhooks/standard", content=body, headers=headers)
     assert response.status_code == 202, response.text
     assert response.json()["event_id"] == "msg_123"

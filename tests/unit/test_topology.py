@@ -39,6 +39,7 @@ def _write(tmp_path: Path, mutate: object) -> Path:
         lambda raw: raw["subscriptions"][0]["retry_policy"].update(minimum_backoff_s=700),
         lambda raw: raw["sources"][0].update(event_id={"header": "a", "json_pointer": "/b"}),
         lambda raw: raw["sources"][0].update(surprise=True),
+        lambda raw: raw["subscriptions"][0].update(filter="attributes.source = "),
     ],
 )
 def test_invalid_topology_refuses_to_load(tmp_path: Path, mutate: object) -> None:
