@@ -6,6 +6,7 @@ Reads go through the repositories in `common/`; this function never imports work
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,8 +29,11 @@ from common.tracing import parse_trace
 log = get_logger(__name__)
 
 PREFIX = "/admin"
-ACCOUNT_ID = r"^[A-Za-z0-9_.-]{1,128}$"
+ACCOUNT_ID = r"[A-Za-z0-9_.-]{1,128}"
 MAX_PAGE = 500
+SOURCE_NAME = r"[a-z][a-z0-9-]{0,62}"
+DEAD_LETTER_FILTERS = frozenset({"source", "state", "limit", "cursor"})
+DEAD_LETTER_STATES = frozenset({"pending", "replaying", "replayed", "discarded"})
 
 
 class AccountIn(BaseModel):
@@ -68,6 +72,11 @@ class Admin:
             raise Unauthorized("invalid bearer token")
 
     def _route(self, request: Request, parts: list[str]) -> Response:
+        allowed = DEAD_LETTER_FILTERS if parts == ["dead-letters"] else frozenset()
+        unknown = sorted(set(request.args) - allowed)
+        if unknown:
+            # Strict on purpose: `?sorce=stripe` must not silently list everything.
+            raise BadRequest(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
         match parts:
             case ["accounts", account_id]:
                 require_method(request, "GET", "PUT")
@@ -115,11 +124,13 @@ class Admin:
         args = request.args
         limit = _int_arg(args.get("limit"), "limit", low=1, high=MAX_PAGE) or 100
         cursor = _int_arg(args.get("cursor"), "cursor", low=0, high=2**62)
+        source = _choice_arg(args.get("source"), "source", pattern=SOURCE_NAME)
+        state = _choice_arg(args.get("state"), "state", allowed=DEAD_LETTER_STATES)
         with self.engine_factory().connect() as conn:
             rows = dead_letters.list_page(
                 conn,
-                source=args.get("source"),
-                state=args.get("state"),
+                source=source,
+                state=state,
                 after_id=cursor,
                 limit=limit + 1,
             )
@@ -170,18 +181,32 @@ def dead_letter_json(row: DeadLetter) -> dict[str, Any]:
 
 
 def _check_account_id(account_id: str) -> None:
-    import re
-
-    if not re.match(ACCOUNT_ID, account_id):
+    if not re.fullmatch(ACCOUNT_ID, account_id):
         raise BadRequest("account id must be 1-128 characters of A-Z a-z 0-9 _ . -")
 
 
 def _int_arg(raw: str | None, name: str, *, low: int, high: int) -> int | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be an integer from {low} to {high}")
     return int(raw)
+
+
+def _choice_arg(
+    raw: str | None,
+    name: str,
+    *,
+    pattern: str | None = None,
+    allowed: frozenset[str] | None = None,
+) -> str | None:
+    if raw is None:
+        return None
+    if allowed is not None and raw not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(sorted(allowed))}", field=name)
+    if pattern is not None and not re.fullmatch(pattern, raw):
+        raise BadRequest(f"{name} is not a valid name", field=name)
+    return raw
 
 
 def _validation_detail(exc: ValidationError) -> str:

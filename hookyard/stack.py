@@ -31,7 +31,7 @@ from hookyard.broker import Broker
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.local_postgres import LocalPostgres
-from hookyard.server import create_app
+from hookyard.server import create_app, openapi_handler
 from workers.push import EnvelopeHook, Worker
 
 log = get_logger(__name__)
@@ -55,6 +55,7 @@ class LocalStack:
     broker: Broker | None = field(default=None, init=False)
     server: BaseWSGIServer | None = field(default=None, init=False)
     generated_secrets: list[str] = field(default_factory=list, init=False)
+    mounts: dict[str, Any] = field(default_factory=dict, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
 
     @property
@@ -86,7 +87,7 @@ class LocalStack:
         self.generated_secrets = ensure_dev_secrets(self.secrets_dir, self.topology)
         store = EnvSecretStore(files_dir=self.secrets_dir)
 
-        mounts: dict[str, Any] = {}
+        mounts = self.mounts
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.server = make_server(
             self.settings.host,
@@ -115,6 +116,7 @@ class LocalStack:
                 "pubsub": worker.handle,
                 "health": Health(database_ready(lambda: engine)).handle,
                 "emulator": lambda request: handle_publish(broker, request),
+                "openapi.json": openapi_handler(self.topology),
             }
         )
         self._thread = threading.Thread(
