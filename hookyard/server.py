@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
 from common.errors import NotFound, Problem
-from common.http import Handler, json_response, problem_response, require_method
+from common.http import Handler, json_response, problem_response, require_method, secure
 from common.logging import get_logger
 from common.openapi import openapi_document
 from common.topology import Topology
@@ -50,6 +50,7 @@ def create_app(mounts: Mapping[str, Handler]) -> Flask:
     app = Flask("hookyard")
     app.url_map.strict_slashes = False
     app.url_map.converters["anypath"] = AnyPath
+    app.after_request(secure)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -16,6 +16,9 @@ import httpx
 import psutil
 import pytest
 
+from common.secrets import env_var_for
+from common.topology import get_topology
+from tests.support.samples import samples
 from tests.support.stack import (
     ADMIN_TOKEN,
     TEST_SECRETS,
@@ -154,6 +157,39 @@ def test_hookyard_send_signs_like_the_sender(dev: DevStack, tmp_path: Path) -> N
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("source", ["stripe", "standard", "github", "shopify", "slack", "twilio"])
+def test_every_source_signed_by_hookyard_send_is_202_and_forged_is_401(
+    dev: DevStack, tmp_path: Path, source: str
+) -> None:
+    sample = next(s for s in samples(f"e2e{time.monotonic_ns()}") if s.source == source)
+    payload = tmp_path / "body"
+    payload.write_bytes(sample.body)
+    args = [sys.executable, "-m", "hookyard", "send", source, str(payload), "--json",
+            "--url", f"{dev.url}/webhooks/{source}", "--event-id", sample.event_id,
+            "--content-type", sample.media_type]  # fmt: skip
+    if sample.event_type:
+        args += ["--event-type", sample.event_type]
+    signed = subprocess.run(
+        args, env=dev.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    assert json.loads(signed.stdout)["status"] == 202
+
+    spec = get_topology().source(source)
+    assert spec is not None
+    forged_env = {**dev.env, env_var_for(spec.secret): "a-secret-the-sender-does-not-have"}
+    if source == "standard":
+        forged_env[env_var_for(spec.secret)] = "whsec_" + "B" * 43 + "="
+    forged = subprocess.run(
+        args, env=forged_env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert forged.returncode == 1
+    result = json.loads(forged.stdout)
+    assert result["status"] == 401
+    assert result["body"]["detail"] == "signature mismatch"
+
+
+# Last on purpose: it stops the module's stack.
 def test_sigterm_stops_everything_and_restart_keeps_data(dev: DevStack) -> None:
     pid_file = dev.data_dir / "postgres" / "pgdata" / "postmaster.pid"
     assert pid_file.exists()

@@ -198,3 +198,19 @@ def test_logs_carry_the_trace_and_never_the_secret(
     everything = json.dumps(lines)
     for secret in (STRIPE_SECRET, good["Stripe-Signature"], forged["Stripe-Signature"]):
         assert secret not in everything
+
+
+def test_chunked_body_over_the_limit_is_413_without_reading_it_all(client: httpx.Client) -> None:
+    sent = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(64):  # 4 MiB offered, the limit is 1 MiB
+            sent += 65536
+            yield b" " * 65536
+
+    response = client.post(
+        "/webhooks/stripe", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 413, "limit")
+    assert "content-length" not in {k.lower() for k in response.request.headers}

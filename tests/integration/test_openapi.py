@@ -66,11 +66,9 @@ def test_every_documented_operation_is_routed(live: LocalStack, document: dict[s
             assert response.status_code != 405, (method, concrete)
             if response.status_code == 404:
                 assert "no route" not in response.text, (method, concrete)
-            assert str(response.status_code) in operation["responses"], (
-                method,
-                concrete,
-                response.text,
-            )
+            documented = operation["responses"]
+            assert str(response.status_code) in documented, (method, concrete, response.text)
+            assert response.headers["X-Content-Type-Options"] == "nosniff", (method, concrete)
 
 
 def test_every_mounted_surface_is_documented(live: LocalStack, document: dict[str, Any]) -> None:
