@@ -70,6 +70,56 @@ class Subscription(_Model):
         return value
 
 
+QueueName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+
+
+class RateLimits(_Model):
+    """Cloud Tasks `rate_limits`; `max_burst_size` is output-only there, a setting here."""
+
+    max_dispatches_per_second: float = Field(default=500, gt=0, le=500)
+    max_concurrent_dispatches: int = Field(default=1000, ge=1, le=5000)
+    max_burst_size: int | None = Field(
+        default=None, ge=1, le=500, description="token bucket size; default: the rate, 1..100"
+    )
+
+    @property
+    def burst(self) -> int:
+        if self.max_burst_size is not None:
+            return self.max_burst_size
+        return max(1, min(100, int(self.max_dispatches_per_second)))
+
+
+class TaskRetryConfig(_Model):
+    """Cloud Tasks `retry_config` (see reference/gcp.md 2.3), durations in seconds."""
+
+    max_attempts: int = Field(default=100, ge=-1, description="-1 = unlimited; counts attempt 1")
+    max_retry_duration_s: float = Field(default=0, ge=0, description="0 = unlimited")
+    min_backoff_s: float = Field(default=0.1, ge=0)
+    max_backoff_s: float = Field(default=3600, ge=0)
+    max_doublings: int = Field(default=16, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_backoff_s > self.max_backoff_s:
+            raise ValueError("min_backoff_s exceeds max_backoff_s")
+        if self.max_attempts == 0:
+            raise ValueError("max_attempts must be -1 (unlimited) or at least 1")
+        return self
+
+
+class Queue(_Model):
+    """A Cloud Tasks queue whose HTTP tasks target `POST /tasks/{name}` on the worker."""
+
+    name: QueueName
+    rate_limits: RateLimits = RateLimits()
+    retry_config: TaskRetryConfig = TaskRetryConfig()
+    dispatch_deadline_s: int = Field(default=600, ge=15, le=1800)
+
+    @property
+    def push_path(self) -> str:
+        return f"/tasks/{self.name}"
+
+
 class FieldRef(_Model):
     """Where a value lives in a request: a header, a JSON pointer, or a form field."""
 
@@ -145,6 +195,7 @@ class Topology(_Model):
     topics: list[Topic]
     subscriptions: list[Subscription] = []
     sources: list[Source] = []
+    queues: list[Queue] = []
     secrets: list[ResourceName] = []
 
     @model_validator(mode="after")
@@ -153,6 +204,7 @@ class Topology(_Model):
         _unique("topic", [t.name for t in self.topics])
         _unique("subscription", [s.name for s in self.subscriptions])
         _unique("source", [s.name for s in self.sources])
+        _unique("queue", [q.name for q in self.queues])
         _unique("push_path", [s.push_path for s in self.subscriptions])
         for sub in self.subscriptions:
             if sub.topic not in topics:
@@ -178,6 +230,9 @@ class Topology(_Model):
 
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    def queue(self, name: str) -> Queue | None:
+        return next((q for q in self.queues if q.name == name), None)
 
     def all_secret_names(self) -> list[str]:
         return sorted({*self.secrets, *(s.secret for s in self.sources)})
