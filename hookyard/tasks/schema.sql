@@ -1,0 +1,52 @@
+-- The local Cloud Tasks emulator's own state, beside the Pub/Sub emulator's in `emulator`.
+-- Not an Alembic migration: it never exists in GCP and is created idempotently each time
+-- a task emulator installs.
+
+CREATE SCHEMA IF NOT EXISTS emulator;
+
+-- One row per task name and queue, for as long as the name is taken: while the task is
+-- pending or inflight, and as a tombstone (state 'deleted', body dropped) after it
+-- succeeded, was exhausted or was purged, until the tombstone window has passed. Keeping
+-- the tombstone in the same row lets one INSERT ... ON CONFLICT decide ALREADY_EXISTS
+-- under the row lock, with no window between "checked" and "created".
+-- due_at is when the row next needs attention: the next attempt while pending, the end of
+-- the lease while inflight (a lease that runs out is a failed attempt).
+-- attempts counts finished attempts (X-CloudTasks-TaskRetryCount of the next one);
+-- responses counts the HTTP responses among them (X-CloudTasks-TaskExecutionCount).
+CREATE TABLE IF NOT EXISTS emulator.tasks (
+    queue             text NOT NULL,
+    name              text NOT NULL,
+    state             text NOT NULL DEFAULT 'pending'
+                      CHECK (state IN ('pending', 'inflight', 'deleted')),
+    body              bytea NOT NULL,
+    headers           jsonb NOT NULL DEFAULT '{}'::jsonb,
+    schedule_time     timestamptz NOT NULL,
+    create_time       timestamptz NOT NULL DEFAULT now(),
+    due_at            timestamptz NOT NULL,
+    attempts          integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    responses         integer NOT NULL DEFAULT 0 CHECK (responses >= 0),
+    first_attempt_at  timestamptz,
+    last_attempt_at   timestamptz,
+    last_status       integer,
+    last_error        text,
+    deleted_at        timestamptz,
+    outcome           text CHECK (outcome IN ('succeeded', 'exhausted', 'purged')),
+    PRIMARY KEY (queue, name),
+    CHECK ((state = 'deleted') = (deleted_at IS NOT NULL))
+);
+
+CREATE INDEX IF NOT EXISTS tasks_due
+    ON emulator.tasks (queue, due_at)
+    WHERE state IN ('pending', 'inflight');
+
+CREATE INDEX IF NOT EXISTS tasks_tombstones
+    ON emulator.tasks (deleted_at)
+    WHERE state = 'deleted';
+
+-- Only queues whose state was ever changed have a row; no row means RUNNING, as in the
+-- topology. A pause outlives the emulator that set it, as it outlives a Cloud Tasks call.
+CREATE TABLE IF NOT EXISTS emulator.task_queues (
+    name        text PRIMARY KEY,
+    state       text NOT NULL DEFAULT 'RUNNING' CHECK (state IN ('RUNNING', 'PAUSED')),
+    purge_time  timestamptz
+);

@@ -1,0 +1,654 @@
+"""The local Cloud Tasks emulator against real PostgreSQL and a real HTTP receiver."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import flask
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from werkzeug.datastructures import Headers
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from common.errors import PublishError
+from common.messaging.tasks import LocalTaskQueue, TaskRequest, create_task_path, valid_task_id
+from common.topology import Queue, RateLimits, TaskRetryConfig, Topology
+from hookyard.tasks import TaskEmulator, store
+from hookyard.tasks.http import handle
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+PROJECT = "test-project"
+LOCATION = "test-location"
+
+
+def _queue(
+    name: str,
+    *,
+    rate: float = 500,
+    burst: int | None = None,
+    concurrent: int = 1000,
+    **retry: float,
+) -> Queue:
+    retry.setdefault("min_backoff_s", 0.05)
+    retry.setdefault("max_backoff_s", 0.2)
+    return Queue(
+        name=name,
+        rate_limits=RateLimits(
+            max_dispatches_per_second=rate,
+            max_burst_size=burst,
+            max_concurrent_dispatches=concurrent,
+        ),
+        retry_config=TaskRetryConfig.model_validate(retry),
+    )
+
+
+TOPOLOGY = Topology(
+    topics=[],
+    queues=[
+        _queue("jobs", max_attempts=10),
+        _queue("spaced", min_backoff_s=0.1, max_backoff_s=1.0, max_doublings=2),
+        _queue("fragile", min_backoff_s=0.02, max_backoff_s=0.05, max_attempts=3),
+        _queue("metered", rate=20, burst=1),
+        _queue("narrow", concurrent=2),
+    ],
+)
+
+Reply = tuple[int, float, dict[str, str]]
+
+
+@dataclass
+class Attempt:
+    queue: str
+    task: str
+    body: bytes
+    headers: Headers
+    started: float
+    wall: float
+    ended: float = 0.0
+
+
+Script = Callable[[Attempt, int], Reply]
+
+
+def succeed(_attempt: Attempt, _nth: int) -> Reply:
+    return 204, 0.0, {}
+
+
+@dataclass
+class Receiver:
+    """The worker's `/tasks/{queue}` on a real socket: answers per `script`, records all."""
+
+    script: Script = succeed
+    attempts: list[Attempt] = field(default_factory=list)
+    max_active: int = 0
+    _active: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def _app(self, environ: Any, start_response: Any) -> Any:
+        request = Request(environ)
+        attempt = Attempt(
+            queue=request.path.removeprefix("/tasks/"),
+            task=request.headers.get("X-CloudTasks-TaskName", ""),
+            body=request.get_data(),
+            headers=Headers(request.headers),
+            started=time.monotonic(),
+            wall=time.time(),
+        )
+        with self._cond:
+            nth = sum(1 for a in self.attempts if a.task == attempt.task)
+            self.attempts.append(attempt)
+            self._active += 1
+            self.max_active = max(self.max_active, self._active)
+        try:
+            status, delay, headers = self.script(attempt, nth)
+            time.sleep(delay)
+        finally:
+            with self._cond:
+                self._active -= 1
+                attempt.ended = time.monotonic()
+                self._cond.notify_all()
+        return Response(status=status, headers=headers)(environ, start_response)
+
+    def wait_for(
+        self, done: Callable[[list[Attempt]], bool], timeout: float = 5.0
+    ) -> list[Attempt]:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: done(self.attempts), timeout)
+            seen = list(self.attempts)
+        assert ok, f"receiver saw {[(a.queue, a.task) for a in seen]}"
+        return seen
+
+    def of(self, task: str) -> list[Attempt]:
+        with self._cond:
+            return [a for a in self.attempts if a.task == task]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    try:
+        yield rec
+    finally:
+        rec.close()
+
+
+EmulatorFactory = Callable[..., TaskEmulator]
+
+
+@pytest.fixture
+def make_emulator(engine: Engine, receiver: Receiver) -> Iterator[EmulatorFactory]:
+    made: list[TaskEmulator] = []
+
+    def make(**kw: Any) -> TaskEmulator:
+        kw.setdefault("project", PROJECT)
+        kw.setdefault("location", LOCATION)
+        emulator = TaskEmulator(engine, TOPOLOGY, receiver.url, **kw)
+        made.append(emulator)
+        return emulator
+
+    try:
+        yield make
+    finally:
+        for emulator in made:
+            emulator.stop(timeout=2)
+
+
+@pytest.fixture
+def emulator(make_emulator: EmulatorFactory) -> TaskEmulator:
+    started = make_emulator()
+    started.start()
+    return started
+
+
+def _count(n: int, task: str | None = None) -> Callable[[list[Attempt]], bool]:
+    return lambda seen: sum(task is None or a.task == task for a in seen) >= n
+
+
+def _settled(emulator: TaskEmulator, queue: str | None = None, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while emulator.pending_count(queue) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert emulator.pending_count(queue) == 0
+
+
+def _row(engine: Engine, queue: str, name: str) -> sa.Row[Any]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT state, outcome, attempts, responses FROM emulator.tasks "
+                "WHERE queue = :queue AND name = :name"
+            ),
+            {"queue": queue, "name": name},
+        ).one()
+
+
+def test_a_task_arrives_with_its_body_and_the_cloud_tasks_headers(
+    emulator: TaskEmulator, receiver: Receiver
+) -> None:
+    before = time.time()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Custom": "kept",
+        "X-Google-Internal": "dropped",
+        "X-CloudTasks-TaskRetryCount": "99",
+        "User-Agent": "not-this-one",
+    }
+    assert emulator.create_task(TaskRequest("jobs", b'{"a": "\x00\xff"}', "first", headers))
+    assert emulator.create_task(TaskRequest("jobs", b"bare", "second"))
+    seen = receiver.wait_for(_count(2))
+    _settled(emulator)
+
+    first, second = sorted(seen, key=lambda a: a.task)
+    assert first.queue == "jobs"
+    assert first.body == b'{"a": "\x00\xff"}'
+    h = first.headers
+    assert h["User-Agent"] == "Google-Cloud-Tasks"
+    assert h["X-CloudTasks-QueueName"] == "jobs"
+    assert h["X-CloudTasks-TaskName"] == "first"
+    assert h["X-CloudTasks-TaskRetryCount"] == "0"
+    assert h["X-CloudTasks-TaskExecutionCount"] == "0"
+    assert before - 1 <= float(h["X-CloudTasks-TaskETA"]) <= first.wall
+    assert h["Content-Type"] == "application/json"
+    assert h["X-Custom"] == "kept"
+    assert "X-Google-Internal" not in h
+    assert h.getlist("X-CloudTasks-TaskRetryCount") == ["0"]
+    assert "X-CloudTasks-TaskPreviousResponse" not in h
+    assert "X-CloudTasks-TaskRetryReason" not in h
+    assert second.body == b"bare"
+    assert "Content-Type" not in second.headers  # Cloud Tasks sets no default
+
+
+def test_the_third_attempt_carries_retry_and_execution_counts(
+    emulator: TaskEmulator, receiver: Receiver, engine: Engine
+) -> None:
+    receiver.script = lambda a, nth: ((500, 503)[nth] if nth < 2 else 200, 0.0, {})
+    eta = datetime.now(UTC) + timedelta(seconds=0.2)
+    assert emulator.create_task(TaskRequest("jobs", b"x", "thrice", schedule_time=eta))
+    first, second, third = receiver.wait_for(_count(3))
+    _settled(emulator)
+
+    assert [a.headers["X-CloudTasks-TaskRetryCount"] for a in (first, second, third)] == [
+        "0", "1", "2",
+    ]  # fmt: skip
+    assert [a.headers["X-CloudTasks-TaskExecutionCount"] for a in (first, second, third)] == [
+        "0", "1", "2",
+    ]  # fmt: skip
+    assert second.headers["X-CloudTasks-TaskPreviousResponse"] == "500"
+    assert third.headers["X-CloudTasks-TaskPreviousResponse"] == "503"
+    assert third.headers["X-CloudTasks-TaskRetryReason"] == "Service Unavailable"
+    for attempt in (first, second, third):
+        assert float(attempt.headers["X-CloudTasks-TaskETA"]) == pytest.approx(
+            eta.timestamp(), abs=1e-6
+        )
+    assert tuple(_row(engine, "jobs", "thrice")) == ("deleted", "succeeded", 3, 3)
+
+
+def test_retry_delays_follow_the_documented_schedule(
+    emulator: TaskEmulator, receiver: Receiver
+) -> None:
+    # spaced: min 0.1 s, max 1 s, 2 doublings -> 0.1, 0.2, 0.4, then linear 0.8
+    receiver.script = lambda a, nth: (500 if nth < 4 else 200, 0.0, {})
+    assert emulator.create_task(TaskRequest("spaced", b"x", "patient"))
+    seen = receiver.wait_for(_count(5), timeout=8)
+    _settled(emulator)
+    gaps = [later.started - earlier.ended for earlier, later in itertools.pairwise(seen)]
+    for gap, expected in zip(gaps, [0.1, 0.2, 0.4, 0.8], strict=True):
+        assert gap >= expected * 0.95, gaps
+
+
+def test_retry_after_on_503_lengthens_the_backoff(
+    emulator: TaskEmulator, receiver: Receiver
+) -> None:
+    receiver.script = lambda a, nth: (
+        (503, 0.0, {"Retry-After": "1"}) if nth == 0 else succeed(a, nth)
+    )
+    assert emulator.create_task(TaskRequest("jobs", b"x", "throttled"))
+    first, second = receiver.wait_for(_count(2), timeout=5)
+    assert second.started - first.ended >= 0.95  # not the queue's 0.05 s
+
+
+def test_max_attempts_exhausts_and_tombstones_the_task(
+    emulator: TaskEmulator, receiver: Receiver, engine: Engine
+) -> None:
+    receiver.script = lambda a, nth: (500, 0.0, {})
+    assert emulator.create_task(TaskRequest("fragile", b"poison", "doomed"))
+    receiver.wait_for(_count(3))
+    _settled(emulator)
+    time.sleep(0.3)  # several backoffs: an attempt past the limit would show by now
+    assert [a.headers["X-CloudTasks-TaskRetryCount"] for a in receiver.attempts] == ["0", "1", "2"]
+    assert tuple(_row(engine, "fragile", "doomed")) == ("deleted", "exhausted", 3, 3)
+    assert not emulator.create_task(TaskRequest("fragile", b"again", "doomed"))
+
+
+def test_a_name_is_taken_while_pending_and_for_the_tombstone_window(
+    make_emulator: EmulatorFactory, receiver: Receiver
+) -> None:
+    emulator = make_emulator(tombstone_s=1.0)
+    emulator.start()
+    emulator.pause("jobs")
+    assert emulator.create_task(TaskRequest("jobs", b"one", "once"))
+    assert not emulator.create_task(TaskRequest("jobs", b"two", "once"))  # pending
+    emulator.resume("jobs")
+    receiver.wait_for(_count(1))
+    _settled(emulator)
+    completed = time.monotonic()
+    assert not emulator.create_task(TaskRequest("jobs", b"three", "once"))  # ran recently
+    time.sleep(max(completed + 1.1 - time.monotonic(), 0))
+    assert emulator.create_task(TaskRequest("jobs", b"four", "once"))  # the window passed
+    attempts = receiver.wait_for(_count(2))
+    assert [a.body for a in attempts] == [b"one", b"four"]
+    assert attempts[1].headers["X-CloudTasks-TaskRetryCount"] == "0"
+
+
+def test_generated_names_are_unique_valid_ids(emulator: TaskEmulator, receiver: Receiver) -> None:
+    assert emulator.create_task(TaskRequest("jobs", b"a"))
+    assert emulator.create_task(TaskRequest("jobs", b"b"))
+    first, second = receiver.wait_for(_count(2))
+    assert first.task != second.task
+    assert all(valid_task_id(a.task) and len(a.task) >= 16 for a in (first, second))
+
+
+def test_the_dispatch_rate_holds_within_ten_percent(
+    make_emulator: EmulatorFactory, receiver: Receiver
+) -> None:
+    """metered: 20/s, burst 1. After the first dispatch, 5 s allow 5 * 20 = 100 more."""
+    emulator = make_emulator()
+    for i in range(130):
+        assert emulator.create_task(TaskRequest("metered", b"x", f"m{i}"))
+    emulator.start()
+    first = receiver.wait_for(_count(1))[0].started
+    seen = receiver.wait_for(lambda s: s[-1].started > first + 5.0, timeout=8)
+    in_window = sum(1 for a in seen if first < a.started <= first + 5.0)
+    assert 90 <= in_window <= 110, in_window
+
+
+def test_max_concurrent_dispatches_is_respected(emulator: TaskEmulator, receiver: Receiver) -> None:
+    receiver.script = lambda a, nth: (200, 0.3, {})
+    for i in range(6):
+        assert emulator.create_task(TaskRequest("narrow", b"x", f"n{i}"))
+    receiver.wait_for(lambda s: len(s) == 6 and all(a.ended for a in s))
+    _settled(emulator)
+    assert receiver.max_active == 2
+
+
+def test_a_future_schedule_time_is_not_dispatched_early(
+    emulator: TaskEmulator, receiver: Receiver
+) -> None:
+    eta = datetime.now(UTC) + timedelta(seconds=1)
+    assert emulator.create_task(TaskRequest("jobs", b"later", "later", schedule_time=eta))
+    time.sleep(0.5)
+    assert receiver.attempts == []
+    assert emulator.pending_count("jobs") == 1
+    (attempt,) = receiver.wait_for(_count(1), timeout=3)
+    assert attempt.wall >= eta.timestamp()
+    assert float(attempt.headers["X-CloudTasks-TaskETA"]) == pytest.approx(
+        eta.timestamp(), abs=1e-6
+    )
+
+
+def test_pause_resume_and_purge(
+    make_emulator: EmulatorFactory, receiver: Receiver, engine: Engine
+) -> None:
+    emulator = make_emulator()
+    emulator.start()
+    emulator.pause("jobs")
+    for name in ("p1", "p2", "p3"):
+        assert emulator.create_task(TaskRequest("jobs", b"x", name))
+    assert emulator.create_task(TaskRequest("narrow", b"x", "other-queue"))
+    receiver.wait_for(_count(1, "other-queue"))  # other queues keep running
+    time.sleep(0.3)
+    assert [a.task for a in receiver.attempts] == ["other-queue"]
+    assert emulator.pending_count("jobs") == 3
+    # The pause lives in PostgreSQL, not in the emulator that set it.
+    assert make_emulator().queue_state("jobs") == "PAUSED"
+
+    emulator.resume("jobs")
+    receiver.wait_for(_count(4))
+    _settled(emulator)
+
+    emulator.pause("jobs")
+    for name in ("q1", "q2"):
+        assert emulator.create_task(TaskRequest("jobs", b"x", name))
+    assert emulator.purge("jobs") == 2
+    assert emulator.pending_count("jobs") == 0
+    assert not emulator.create_task(TaskRequest("jobs", b"x", "q1"))  # purged names stay taken
+    assert emulator.create_task(TaskRequest("jobs", b"x", "after-purge"))  # later ones survive
+    emulator.resume("jobs")
+    receiver.wait_for(_count(1, "after-purge"))
+    _settled(emulator)
+    time.sleep(0.2)
+    assert sorted(a.task for a in receiver.attempts) == sorted(
+        ["other-queue", "p1", "p2", "p3", "after-purge"]
+    )
+    assert tuple(_row(engine, "jobs", "q2"))[:2] == ("deleted", "purged")
+
+
+def test_tasks_survive_a_restart(make_emulator: EmulatorFactory, receiver: Receiver) -> None:
+    first = make_emulator()
+    first.start()
+    eta = datetime.now(UTC) + timedelta(seconds=0.3)
+    assert first.create_task(TaskRequest("jobs", b"durable", "survivor", schedule_time=eta))
+    first.stop()  # before the task was due
+    time.sleep(0.4)
+    assert receiver.attempts == []
+    assert first.pending_count("jobs") == 1
+
+    second = make_emulator()
+    second.start()
+    (attempt,) = receiver.wait_for(_count(1))
+    assert (attempt.task, attempt.body) == ("survivor", b"durable")
+    _settled(second)
+
+
+def test_an_expired_lease_counts_as_a_failed_attempt(
+    make_emulator: EmulatorFactory, receiver: Receiver, engine: Engine
+) -> None:
+    creator = make_emulator()
+    assert creator.create_task(TaskRequest("jobs", b"x", "orphan"))
+    with engine.begin() as conn:  # an emulator claims it, then dies before the attempt
+        claimed = store.claim(conn, "jobs", 0.3, 10)
+    assert [t.name for t in claimed] == ["orphan"]
+
+    emulator = make_emulator()
+    emulator.start()
+    (attempt,) = receiver.wait_for(_count(1))
+    _settled(emulator)
+    assert attempt.headers["X-CloudTasks-TaskRetryCount"] == "1"
+    assert attempt.headers["X-CloudTasks-TaskExecutionCount"] == "0"
+    assert attempt.headers["X-CloudTasks-TaskRetryReason"] == "lease expired"
+    assert "X-CloudTasks-TaskPreviousResponse" not in attempt.headers
+
+
+def test_a_task_created_by_another_process_wakes_the_dispatcher(
+    make_emulator: EmulatorFactory, receiver: Receiver
+) -> None:
+    idle = make_emulator(max_idle_s=60)
+    idle.start()
+    time.sleep(0.5)  # let the dispatcher find nothing and fall asleep
+    creator = make_emulator()  # never started: only PostgreSQL NOTIFY connects the two
+    created = time.monotonic()
+    assert creator.create_task(TaskRequest("jobs", b"x", "nudge"))
+    (attempt,) = receiver.wait_for(_count(1), timeout=3)
+    assert attempt.started - created < 2
+
+
+def test_stop_is_prompt_and_idempotent(make_emulator: EmulatorFactory) -> None:
+    emulator = make_emulator(max_idle_s=60)
+    emulator.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    emulator.stop()
+    emulator.stop()
+    assert time.monotonic() - began < 1.0
+    with pytest.raises(RuntimeError):
+        emulator.start()
+
+
+@pytest.fixture
+def tasks_app(make_emulator: EmulatorFactory) -> tuple[flask.Flask, TaskEmulator]:
+    emulator = make_emulator()
+    emulator.start()
+    app = flask.Flask("tasks-test")
+
+    @app.route("/emulator/tasks/<path:rest>", methods=["GET", "POST"])
+    def tasks_api(rest: str) -> flask.Response:
+        return handle(emulator, flask.request)
+
+    return app, emulator
+
+
+QUEUE_PATH = f"/emulator/tasks/v2/projects/{PROJECT}/locations/{LOCATION}/queues"
+TASK_PREFIX = f"projects/{PROJECT}/locations/{LOCATION}/queues/jobs/tasks/"
+
+
+def _create_body(**task: Any) -> dict[str, Any]:
+    task.setdefault("httpRequest", {"body": base64.b64encode(b"payload").decode()})
+    return {"task": task}
+
+
+def test_rest_create_answers_the_task_and_delivers_it(
+    tasks_app: tuple[flask.Flask, TaskEmulator], receiver: Receiver
+) -> None:
+    app, _emulator = tasks_app
+    client = app.test_client()
+    eta = "2020-01-01T00:00:00.123456789Z"  # past: becomes now
+    body = _create_body(
+        name=TASK_PREFIX + "rest-1",
+        scheduleTime=eta,
+        httpRequest={
+            "httpMethod": "POST",
+            "url": "https://ignored.example/elsewhere",
+            "body": base64.b64encode(b"over rest").decode(),
+            "headers": {"Content-Type": "text/plain"},
+        },
+    )
+    response = client.post(f"{QUEUE_PATH}/jobs/tasks", json=body)
+    assert response.status_code == 200, response.get_json()
+    task = response.get_json()
+    assert task["name"] == TASK_PREFIX + "rest-1"
+    assert task["dispatchCount"] == 0
+    assert task["responseCount"] == 0
+    assert task["httpRequest"]["url"] == receiver.url + "/tasks/jobs"
+    created = datetime.fromisoformat(task["createTime"].replace("Z", "+00:00"))
+    scheduled = datetime.fromisoformat(task["scheduleTime"].replace("Z", "+00:00"))
+    assert abs((created - datetime.now(UTC)).total_seconds()) < 5
+    assert scheduled >= created
+    (attempt,) = receiver.wait_for(_count(1))
+    assert (attempt.task, attempt.body) == ("rest-1", b"over rest")
+    assert attempt.headers["Content-Type"] == "text/plain"
+
+    again = client.post(f"{QUEUE_PATH}/jobs/tasks", json=body)
+    assert again.status_code == 409
+    assert again.get_json()["error"]["status"] == "ALREADY_EXISTS"
+    assert again.get_json()["error"]["code"] == 409
+
+
+REJECTED: list[tuple[str, str, Any, int]] = [
+    ("POST", f"{QUEUE_PATH}/no-such-queue/tasks", _create_body(), 404),
+    ("POST", f"/emulator/tasks/v2/projects/other/locations/{LOCATION}/queues/jobs/tasks",
+     _create_body(), 404),
+    ("GET", f"{QUEUE_PATH}/jobs/tasks", None, 404),
+    ("POST", f"{QUEUE_PATH}/jobs:explode", {}, 404),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(name=TASK_PREFIX + "bad.id"), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(name=TASK_PREFIX + "x" * 501), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks",
+     _create_body(name=f"projects/{PROJECT}/locations/{LOCATION}/queues/narrow/tasks/x"), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", b"{not json", 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", {"task": {}}, 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(httpRequest={"body": "not base64!"}), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks",
+     _create_body(httpRequest={"body": "", "headers": {"X-N": 1}}), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks",
+     _create_body(httpRequest={"body": "", "headers": {"X-N": "a\r\nb"}}), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks",
+     _create_body(httpRequest={"body": "", "httpMethod": "GET"}), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(scheduleTime="tomorrow"), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(scheduleTime="2026-01-01T00:00:00"), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(scheduleTime="2999-01-01T00:00:00Z"), 400),
+    ("POST", f"{QUEUE_PATH}/jobs/tasks",
+     _create_body(httpRequest={"body": base64.b64encode(b"x" * 102_401).decode()}), 400),
+]  # fmt: skip
+
+
+def test_rest_errors_use_the_google_error_shape(
+    tasks_app: tuple[flask.Flask, TaskEmulator],
+) -> None:
+    """One database for all cases: each would otherwise pay for its own."""
+    app, emulator = tasks_app
+    client = app.test_client()
+    for method, path, body, status in REJECTED:
+        if isinstance(body, bytes):
+            response = client.open(path, method=method, data=body, content_type="application/json")
+        else:
+            response = client.open(path, method=method, json=body)
+        case = f"{method} {path} {str(body)[:80]}"
+        assert response.status_code == status, case
+        error = response.get_json()["error"]
+        assert error["code"] == status, case
+        assert error["status"] == {400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}[status], case
+        assert error["message"], case
+    assert emulator.pending_count() == 0
+
+
+def test_rest_queue_operations(
+    tasks_app: tuple[flask.Flask, TaskEmulator], receiver: Receiver
+) -> None:
+    app, emulator = tasks_app
+    client = app.test_client()
+    paused = client.post(f"{QUEUE_PATH}/jobs:pause")
+    assert paused.status_code == 200
+    assert paused.get_json() == {
+        "name": f"projects/{PROJECT}/locations/{LOCATION}/queues/jobs",
+        "state": "PAUSED",
+    }
+    assert client.post(f"{QUEUE_PATH}/jobs/tasks", json=_create_body()).status_code == 200
+    purged = client.post(f"{QUEUE_PATH}/jobs:purge")
+    assert purged.status_code == 200
+    assert purged.get_json()["state"] == "PAUSED"
+    assert emulator.pending_count("jobs") == 0
+    resumed = client.post(f"{QUEUE_PATH}/jobs:resume")
+    assert resumed.status_code == 200
+    assert resumed.get_json()["state"] == "RUNNING"
+    assert client.post(f"{QUEUE_PATH}/no-such-queue:pause").status_code == 404
+    time.sleep(0.2)
+    assert receiver.attempts == []
+
+
+def test_local_task_queue_speaks_the_emulator_protocol(
+    tasks_app: tuple[flask.Flask, TaskEmulator], receiver: Receiver
+) -> None:
+    app, _emulator = tasks_app
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        tasks = LocalTaskQueue(f"http://127.0.0.1:{server.port}", PROJECT, LOCATION, timeout_s=5)
+        eta = datetime.now(UTC) + timedelta(seconds=0.2)
+        request = TaskRequest("jobs", b"over http", "client-1", {"X-Trace": "t"}, eta)
+        assert tasks.enqueue(request) is True
+        assert tasks.enqueue(request) is False
+        assert tasks.enqueue(TaskRequest("jobs", b"anonymous")) is True
+        with pytest.raises(PublishError):
+            tasks.enqueue(TaskRequest("no-such-queue", b"x"))
+        with pytest.raises(PublishError):
+            tasks.enqueue(TaskRequest("jobs", b"x", "bad name"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    seen = receiver.wait_for(_count(2))
+    (named,) = [a for a in seen if a.task == "client-1"]
+    assert named.body == b"over http"
+    assert named.headers["X-Trace"] == "t"
+    assert float(named.headers["X-CloudTasks-TaskETA"]) == pytest.approx(eta.timestamp(), abs=1e-6)
+
+
+def test_local_task_queue_reports_an_unreachable_emulator() -> None:
+    from tests.support.stack import free_port
+
+    tasks = LocalTaskQueue(f"http://127.0.0.1:{free_port()}", PROJECT, LOCATION, timeout_s=1)
+    with pytest.raises(PublishError, match="unreachable"):
+        tasks.enqueue(TaskRequest("jobs", b"x", "nobody-home"))
+
+
+def test_create_task_path_is_the_v2_rest_shape() -> None:
+    assert (
+        create_task_path("p", "l", "q")
+        == "/emulator/tasks/v2/projects/p/locations/l/queues/q/tasks"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("a", True), ("job-20261016T120000Z", True), ("A_b-9", True), ("x" * 500, True),
+     ("", False), ("x" * 501, False), ("has space", False), ("dot.ted", False),
+     ("colon:", False), ("trailing\n", False), ("ümlaut", False)],
+)  # fmt: skip
+def test_valid_task_id(name: str, valid: bool) -> None:
+    assert valid_task_id(name) is valid
