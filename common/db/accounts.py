@@ -18,9 +18,14 @@ class Account:
     held: int
     created_at: datetime
     updated_at: datetime
+    notify_disabled_at: datetime | None = None
+
+    @property
+    def notifications_enabled(self) -> bool:
+        return self.notify_url is not None and self.notify_disabled_at is None
 
 
-_COLUMNS = "id, currency, notify_url, available, held, created_at, updated_at"
+_COLUMNS = "id, currency, notify_url, available, held, created_at, updated_at, notify_disabled_at"
 
 _GET = sa.text(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
 _LOCK = sa.text(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id FOR UPDATE")
@@ -33,7 +38,9 @@ _INSERT = sa.text(
 )
 _UPDATE = sa.text(
     f"""
-    UPDATE accounts SET currency = :currency, notify_url = :notify_url, updated_at = now()
+    UPDATE accounts SET currency = :currency, notify_url = :notify_url, updated_at = now(),
+        notify_disabled_at = CASE WHEN notify_url IS DISTINCT FROM :notify_url THEN NULL
+                                  ELSE notify_disabled_at END
     WHERE id = :id
     RETURNING {_COLUMNS}
     """
@@ -79,6 +86,17 @@ def update(conn: Connection, account_id: str, currency: str, notify_url: str | N
         .one()
     )
     return Account(**row)
+
+
+_DISABLE = sa.text(
+    "UPDATE accounts SET notify_disabled_at = now() "
+    "WHERE notify_url = :url AND notify_disabled_at IS NULL"
+)
+
+
+def disable_notifications(conn: Connection, url: str) -> None:
+    """A 410 Gone from a receiver stops every account that points at it, until its URL changes."""
+    conn.execute(_DISABLE, {"url": url})
 
 
 def has_entries(conn: Connection, account_id: str) -> bool:

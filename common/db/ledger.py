@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -89,3 +90,42 @@ def lock_charge(conn: Connection, charge_id: str, account_id: str) -> tuple[int,
 
 def set_refunded(conn: Connection, charge_id: str, amount: int) -> None:
     conn.execute(_SET_REFUNDED, {"id": charge_id, "amount": amount})
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One posting to an account's balance, with the transaction and event behind it."""
+
+    id: int
+    transaction_id: int
+    ledger_account: str
+    amount: int
+    currency: str
+    kind: str
+    source: str
+    event_id: str
+    created_at: datetime
+
+
+_ENTRIES = sa.text(
+    """
+    SELECT p.id, p.transaction_id, p.ledger_account, p.amount, p.currency,
+           t.kind, t.source, t.event_id, t.created_at
+    FROM postings AS p JOIN ledger_transactions AS t ON t.id = p.transaction_id
+    WHERE t.account_id = :account_id AND p.id > :after
+      AND p.ledger_account IN (:available, :held)
+    ORDER BY p.id
+    LIMIT :limit
+    """
+)
+
+
+def entries(conn: Connection, account_id: str, *, after_id: int, limit: int) -> list[Entry]:
+    params = {
+        "account_id": account_id,
+        "available": f"account:{account_id}:available",
+        "held": f"account:{account_id}:held",
+        "after": after_id,
+        "limit": limit,
+    }
+    return [Entry(**row) for row in conn.execute(_ENTRIES, params).mappings()]

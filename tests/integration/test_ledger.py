@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from common.db import accounts
 from common.envelope import build_envelope, parse_envelope
+from common.errors import ServiceUnavailable
 from tests.support.stack import stripe_event
 from workers.push import Worker
 
@@ -134,3 +135,76 @@ def test_refund_of_a_charge_owned_by_another_account_is_permanent(
         reason = conn.execute(sa.text("SELECT error_message FROM dead_letters")).scalar_one()
     assert "another account" in reason
     assert balance(engine, "other") == 0
+
+
+def held(engine: Engine, account: str = "acct") -> int:
+    with engine.connect() as conn:
+        found = accounts.get(conn, account)
+        assert found is not None
+        return found.held
+
+
+def dispute(event_id: str, type_: str, dispute_id: str = "dp_1", **obj: object) -> bytes:
+    return stripe_event(event_id, type_, "acct", id=dispute_id, charge="ch_1", **obj)
+
+
+def test_dispute_holds_then_won_releases(worker: Worker, engine: Engine) -> None:
+    deliver(
+        worker, "p", stripe_event("p", "payment_intent.succeeded", "acct", amount_received=1000)
+    )
+    deliver(worker, "d1", dispute("d1", "charge.dispute.created", amount=400))
+    assert (balance(engine), held(engine)) == (600, 400)
+    deliver(worker, "d2", dispute("d2", "charge.dispute.closed", status="won", amount=400))
+    deliver(worker, "d3", dispute("d3", "charge.dispute.closed", status="won", amount=400))
+    assert (balance(engine), held(engine)) == (1000, 0)
+
+
+def test_dispute_lost_removes_the_held_amount(worker: Worker, engine: Engine) -> None:
+    deliver(
+        worker, "p", stripe_event("p", "payment_intent.succeeded", "acct", amount_received=1000)
+    )
+    deliver(worker, "d1", dispute("d1", "charge.dispute.created", amount=250))
+    deliver(worker, "d1-again", dispute("d1-again", "charge.dispute.created", amount=250))
+    deliver(worker, "d2", dispute("d2", "charge.dispute.closed", status="lost", amount=250))
+    deliver(worker, "d3", dispute("d3", "charge.dispute.closed", status="won", amount=250))
+    assert (balance(engine), held(engine)) == (750, 0)
+    with engine.connect() as conn:
+        lost = conn.execute(
+            sa.text(
+                "SELECT sum(amount) FROM postings WHERE ledger_account = 'platform:disputes-lost'"
+            )
+        ).scalar_one()
+    assert lost == 250
+
+
+def test_dispute_closed_before_created_is_retried_not_applied(
+    worker: Worker, engine: Engine
+) -> None:
+    with pytest.raises(ServiceUnavailable):
+        deliver(worker, "early", dispute("early", "charge.dispute.closed", status="won", amount=10))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM inbox")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM dead_letters")).scalar_one() == 0
+    deliver(worker, "d1", dispute("d1", "charge.dispute.created", amount=10))
+    deliver(worker, "early", dispute("early", "charge.dispute.closed", status="won", amount=10))
+    assert (balance(engine), held(engine)) == (0, 0)
+
+
+def test_ledger_changes_write_outbox_rows_only_for_notifiable_accounts(
+    worker: Worker, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        accounts.update(conn, "acct", "usd", "http://127.0.0.1:9/hook")
+    deliver(worker, "n1", stripe_event("n1", "payment_intent.succeeded", "acct", amount_received=5))
+    deliver(
+        worker, "n2", stripe_event("n2", "payment_intent.succeeded", "other", amount_received=5)
+    )
+    deliver(worker, "n3", stripe_event("n3", "customer.created", "acct"))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT account_id, payload FROM outbox")).all()
+    assert len(rows) == 1
+    assert rows[0].account_id == "acct"
+    assert rows[0].payload == {
+        "type": "balance.updated", "account_id": "acct", "currency": "usd",
+        "available": 5, "held": 0, "caused_by": "n1",
+    }  # fmt: skip

@@ -37,11 +37,28 @@ class PayoutPaid:
 
 
 @dataclass(frozen=True, slots=True)
+class DisputeCreated:
+    account_id: str
+    currency: str
+    dispute_id: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeClosed:
+    account_id: str
+    currency: str
+    dispute_id: str
+    won: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     event_type: str
 
 
-LedgerCommand = PaymentSucceeded | ChargeRefunded | PayoutPaid | Ignored
+Effect = PaymentSucceeded | ChargeRefunded | PayoutPaid | DisputeCreated | DisputeClosed
+LedgerCommand = Effect | Ignored
 
 
 def parse_event(data: bytes) -> LedgerCommand:
@@ -100,8 +117,28 @@ def _payout(obj: dict[str, Any]) -> PayoutPaid:
     return PayoutPaid(_account(obj), _currency(obj), _amount(obj, "amount"))
 
 
+def _dispute_id(obj: dict[str, Any]) -> str:
+    dispute_id = obj.get("id")
+    if not isinstance(dispute_id, str) or not dispute_id:
+        raise PermanentError("dispute: data.object.id is missing")
+    return dispute_id
+
+
+def _dispute_created(obj: dict[str, Any]) -> DisputeCreated:
+    return DisputeCreated(_account(obj), _currency(obj), _dispute_id(obj), _amount(obj, "amount"))
+
+
+def _dispute_closed(obj: dict[str, Any]) -> DisputeClosed:
+    status = obj.get("status")
+    if status not in ("won", "lost"):
+        raise PermanentError(f"charge.dispute.closed: unsupported status {status!r}")
+    return DisputeClosed(_account(obj), _currency(obj), _dispute_id(obj), won=status == "won")
+
+
 _BUILDERS: dict[str, Callable[[dict[str, Any]], LedgerCommand]] = {
     "payment_intent.succeeded": _payment,
     "charge.refunded": _refund,
     "payout.paid": _payout,
+    "charge.dispute.created": _dispute_created,
+    "charge.dispute.closed": _dispute_closed,
 }

@@ -1,21 +1,27 @@
 """Applies one event to the ledger inside the caller's transaction (with its inbox row).
 
 A payment or payout costs two statements after the inbox claim: the balance update (which
-also takes the account's row lock and checks its currency) and the ledger write.
+also takes the account's row lock and checks its currency) and the ledger write. A change
+to a notifiable account adds one outbox row in the same transaction; its id is returned so
+the caller can relay it right after commit.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from common.db import accounts, ledger
+from common.db import accounts, disputes, ledger, outbox
+from common.db.accounts import Account
 from common.db.inbox import EventKey, mark_ignored
 from common.db.ledger import Posting
-from common.errors import PermanentError
+from common.errors import PermanentError, TransientError
 from common.logging import get_logger
 from workers.ledger import postings
 from workers.ledger.events import (
     ChargeRefunded,
+    DisputeClosed,
+    DisputeCreated,
+    Effect,
     Ignored,
     PaymentSucceeded,
     PayoutPaid,
@@ -24,43 +30,60 @@ from workers.ledger.events import (
 
 log = get_logger(__name__)
 
-Effect = PaymentSucceeded | ChargeRefunded | PayoutPaid
+BALANCE_UPDATED = "balance.updated"
 
 
-def apply_event(conn: Connection, key: EventKey, data: bytes) -> None:
+def apply_event(conn: Connection, key: EventKey, data: bytes) -> list[int]:
     command = parse_event(data)
     if isinstance(command, Ignored):
         mark_ignored(conn, key)
         log.info("event type has no ledger effect", event_type=command.event_type)
-        return
-    kind, entries = _entries(conn, command)
-    available_delta = sum(
-        p.amount for p in entries if p.ledger_account == postings.available(command.account_id)
-    )
-    if not any(p.amount for p in entries):
+        return []
+    kind, entries = _entries(conn, command, key)
+    entries = [p for p in entries if p.amount]
+    if not entries:
         _explain_rejection(conn, command)
         mark_ignored(conn, key)
         log.info("event changes nothing", kind=kind)
-        return
-    if (
-        accounts.apply_delta(
-            conn, command.account_id, command.currency, available=available_delta, held=0
-        )
-        is None
-    ):
+        return []
+    account_id = command.account_id
+    available = sum(p.amount for p in entries if p.ledger_account == postings.available(account_id))
+    held = sum(p.amount for p in entries if p.ledger_account == postings.held(account_id))
+    account = accounts.apply_delta(
+        conn, account_id, command.currency, available=available, held=held
+    )
+    if account is None:
         _explain_rejection(conn, command)
+        raise PermanentError(f"account {account_id!r} cannot take this event")  # pragma: no cover
     ledger.record(
         conn,
-        account_id=command.account_id,
+        account_id=account_id,
         kind=kind,
         currency=command.currency,
         cause=key,
         postings=entries,
     )
-    log.info("ledger updated", kind=kind, account_id=command.account_id, available=available_delta)
+    log.info("ledger updated", kind=kind, account_id=account_id, available=available, held=held)
+    return [_announce(conn, account, key)] if account.notifications_enabled else []
 
 
-def _entries(conn: Connection, command: Effect) -> tuple[str, list[Posting]]:
+def _announce(conn: Connection, account: Account, cause: EventKey) -> int:
+    return outbox.add(
+        conn,
+        account.id,
+        BALANCE_UPDATED,
+        {
+            "type": BALANCE_UPDATED,
+            "account_id": account.id,
+            "currency": account.currency,
+            "available": account.available,
+            "held": account.held,
+            "caused_by": cause.event_id,
+        },
+    )
+
+
+def _entries(conn: Connection, command: Effect, key: EventKey) -> tuple[str, list[Posting]]:
     match command:
         case PaymentSucceeded(account_id=account_id, amount=amount):
             return "payment", postings.payment(account_id, amount)
@@ -76,7 +99,32 @@ def _entries(conn: Connection, command: Effect) -> tuple[str, list[Posting]]:
             if delta:
                 ledger.set_refunded(conn, charge_id, command.cumulative_refunded)
             return "refund", postings.refund(account_id, delta)
+        case DisputeCreated(account_id=account_id, dispute_id=dispute_id, amount=amount):
+            _explain_rejection(conn, command, lock=True)
+            if not disputes.open_dispute(conn, dispute_id, account_id, amount, key.event_id):
+                return "dispute.hold", []
+            return "dispute.hold", postings.hold(account_id, amount)
+        case DisputeClosed():
+            _explain_rejection(conn, command, lock=True)
+            return _close_dispute(conn, command, key)
     raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+
+
+def _close_dispute(
+    conn: Connection, command: DisputeClosed, key: EventKey
+) -> tuple[str, list[Posting]]:
+    kind = "dispute.won" if command.won else "dispute.lost"
+    dispute = disputes.lock(conn, command.dispute_id)
+    if dispute is None:
+        # Out of order: the broker retries with backoff until `created` has been applied.
+        raise TransientError(f"dispute {command.dispute_id!r} closed before it was created")
+    if dispute.account_id != command.account_id:
+        raise PermanentError(f"dispute {command.dispute_id!r} belongs to another account")
+    if dispute.status != "open":
+        return kind, []
+    disputes.close(conn, dispute.id, "won" if command.won else "lost", key.event_id)
+    move = postings.release if command.won else postings.forfeit
+    return kind, move(dispute.account_id, dispute.amount)
 
 
 def _explain_rejection(conn: Connection, command: Effect, *, lock: bool = False) -> None:

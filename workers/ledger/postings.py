@@ -6,6 +6,7 @@ from common.db.ledger import Posting
 
 CLEARING = "platform:clearing"
 PAYOUTS = "platform:payouts"
+DISPUTES_LOST = "platform:disputes-lost"
 
 
 def available(account_id: str) -> str:
@@ -26,6 +27,18 @@ def refund(account_id: str, delta: int) -> list[Posting]:
 
 def payout(account_id: str, amount: int) -> list[Posting]:
     return [Posting(available(account_id), -amount), Posting(PAYOUTS, amount)]
+
+
+def hold(account_id: str, amount: int) -> list[Posting]:
+    return [Posting(available(account_id), -amount), Posting(held(account_id), amount)]
+
+
+def release(account_id: str, amount: int) -> list[Posting]:
+    return [Posting(held(account_id), -amount), Posting(available(account_id), amount)]
+
+
+def forfeit(account_id: str, amount: int) -> list[Posting]:
+    return [Posting(held(account_id), -amount), Posting(DISPUTES_LOST, amount)]
 
 
 def refund_delta(cumulative: int, already_applied: int) -> int:
