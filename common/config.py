@@ -35,6 +35,14 @@ class Settings(BaseSettings):
         description="Base URL of the local broker; defaults to the local stack's own address.",
     )
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    worker_url: str | None = Field(
+        default=None, description="the worker service's URL, the target of Cloud Tasks tasks"
+    )
+    tasks_service_account: str | None = Field(
+        default=None, description="service account whose OIDC token Cloud Tasks attaches"
+    )
+    notify_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    outbox_sweep_interval_s: float = Field(default=30.0, gt=0)
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -31,6 +31,7 @@ def openapi_document(topology: Topology, *, include_emulator: bool = True) -> di
         paths[f"/webhooks/{source.name}"] = {"post": _source_operation(template, source)}
     subscriptions = [s.push_path.rsplit("/", 1)[-1] for s in topology.subscriptions]
     _enum(paths["/pubsub/{subscription}"]["post"], "subscription", subscriptions)
+    _enum(paths["/tasks/{queue}"]["post"], "queue", [q.name for q in topology.queues])
     if not include_emulator:
         for path in [p for p in paths if p.startswith("/emulator/")]:
             del paths[path]

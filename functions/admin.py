@@ -16,10 +16,11 @@ from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 from sqlalchemy.engine import Engine
 
-from common.db import accounts, dead_letters
+from common.db import accounts, dead_letters, ledger, outbox
 from common.db.accounts import Account
 from common.db.dead_letters import DeadLetter
 from common.db.engine import get_engine
+from common.db.ledger import Entry
 from common.errors import BadRequest, Conflict, NotFound, Problem, Unauthorized
 from common.http import json_response, path_parts, problem_response, require_method
 from common.logging import bind_context, get_logger
@@ -32,7 +33,10 @@ PREFIX = "/admin"
 ACCOUNT_ID = r"[A-Za-z0-9_.-]{1,128}"
 MAX_PAGE = 500
 SOURCE_NAME = r"[a-z][a-z0-9-]{0,62}"
-DEAD_LETTER_FILTERS = frozenset({"source", "state", "limit", "cursor"})
+QUERY_PARAMETERS = {
+    "dead-letters": frozenset({"source", "state", "limit", "cursor"}),
+    "accounts/*/entries": frozenset({"limit", "cursor"}),
+}
 DEAD_LETTER_STATES = frozenset({"pending", "replaying", "replayed", "discarded"})
 
 
@@ -72,12 +76,15 @@ class Admin:
             raise Unauthorized("invalid bearer token")
 
     def _route(self, request: Request, parts: list[str]) -> Response:
-        allowed = DEAD_LETTER_FILTERS if parts == ["dead-letters"] else frozenset()
+        allowed = QUERY_PARAMETERS.get(_route_key(parts), frozenset())
         unknown = sorted(set(request.args) - allowed)
         if unknown:
             # Strict on purpose: `?sorce=stripe` must not silently list everything.
             raise BadRequest(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
         match parts:
+            case ["accounts", account_id, "entries"]:
+                require_method(request, "GET")
+                return self._list_entries(account_id, request)
             case ["accounts", account_id]:
                 require_method(request, "GET", "PUT")
                 if request.method == "PUT":
@@ -116,9 +123,26 @@ class Admin:
         _check_account_id(account_id)
         with self.engine_factory().connect() as conn:
             account = accounts.get(conn, account_id)
+            pending = outbox.pending_for(conn, account_id) if account else 0
         if account is None:
             raise NotFound(f"no account {account_id!r}")
-        return json_response(account_json(account))
+        return json_response({**account_json(account), "pending_notifications": pending})
+
+    def _list_entries(self, account_id: str, request: Request) -> Response:
+        _check_account_id(account_id)
+        limit = _int_arg(request.args.get("limit"), "limit", low=1, high=MAX_PAGE) or 100
+        cursor = _int_arg(request.args.get("cursor"), "cursor", low=0, high=2**62) or 0
+        with self.engine_factory().connect() as conn:
+            if accounts.get(conn, account_id) is None:
+                raise NotFound(f"no account {account_id!r}")
+            rows = ledger.entries(conn, account_id, after_id=cursor, limit=limit + 1)
+        page = rows[:limit]
+        return json_response(
+            {
+                "items": [entry_json(e) for e in page],
+                "next_cursor": str(page[-1].id) if len(rows) > limit else None,
+            }
+        )
 
     def _list_dead_letters(self, request: Request) -> Response:
         args = request.args
@@ -159,6 +183,26 @@ def account_json(account: Account) -> dict[str, Any]:
         "available": account.available,
         "held": account.held,
     }
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "transaction_id": entry.transaction_id,
+        "balance": entry.ledger_account.rsplit(":", 1)[-1],
+        "amount": entry.amount,
+        "currency": entry.currency,
+        "kind": entry.kind,
+        "source": entry.source,
+        "event_id": entry.event_id,
+        "created_at": entry.created_at.isoformat(),
+    }
+
+
+def _route_key(parts: list[str]) -> str:
+    if len(parts) == 3 and parts[0] == "accounts" and parts[2] == "entries":
+        return "accounts/*/entries"
+    return "/".join(parts)
 
 
 def dead_letter_json(row: DeadLetter) -> dict[str, Any]:

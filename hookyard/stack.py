@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from flask import Request, Response
 from sqlalchemy.engine import Engine, make_url
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -21,8 +22,11 @@ from common.config import Settings
 from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
 from common.health import Health, database_ready
+from common.http import Handler
 from common.logging import get_logger
 from common.messaging.local import LocalPublisher
+from common.messaging.tasks import LocalTaskQueue
+from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
 from common.secrets import EnvSecretStore
 from common.topology import Topology, get_topology
 from functions.admin import Admin
@@ -31,8 +35,13 @@ from hookyard.broker import Broker
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.local_postgres import LocalPostgres
+from hookyard.periodic import Periodic
 from hookyard.server import create_app, openapi_handler
+from hookyard.tasks import TaskEmulator
+from hookyard.tasks.http import handle as handle_tasks_api
+from workers.notifications import Notifier
 from workers.push import EnvelopeHook, Worker
+from workers.tasks import TaskWorker
 
 log = get_logger(__name__)
 
@@ -53,6 +62,9 @@ class LocalStack:
     postgres: LocalPostgres | None = field(default=None, init=False)
     engine: Engine | None = field(default=None, init=False)
     broker: Broker | None = field(default=None, init=False)
+    tasks: TaskEmulator | None = field(default=None, init=False)
+    notifier: Notifier | None = field(default=None, init=False)
+    sweeper: Periodic | None = field(default=None, init=False)
     server: BaseWSGIServer | None = field(default=None, init=False)
     generated_secrets: list[str] = field(default_factory=list, init=False)
     mounts: dict[str, Any] = field(default_factory=dict, init=False)
@@ -97,25 +109,32 @@ class LocalStack:
             request_handler=KeepAliveHandler,
         )
         base = self.url
-        project = self.settings.gcp_project
+        settings = self.settings
+        project, location = settings.gcp_project, settings.gcp_region
         engine = self.engine
         self.broker = Broker(engine, self.topology, base, project=project)
         self.broker.install()
-        broker = self.broker
+        self.tasks = TaskEmulator(engine, self.topology, base, project=project, location=location)
+        self.tasks.install()
         ingest = WebhookIngest(
-            self.topology,
-            store,
-            LocalPublisher(base, project, self.settings.publish_timeout_s),
-            project,
+            self.topology, store, LocalPublisher(base, project, settings.publish_timeout_s), project
         )
-        worker = Worker(engine, project, before_handle=self.worker_hook)
+        relay = OutboxRelay(
+            engine, LocalTaskQueue(base, project, location, settings.publish_timeout_s)
+        )
+        self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s)
+        worker = Worker(engine, project, before_handle=self.worker_hook, relay=relay)
+        task_worker = TaskWorker(
+            engine, self.topology, {NOTIFICATIONS_QUEUE: self.notifier}, project
+        )
         mounts.update(
             {
                 "webhooks": ingest.handle,
                 "admin": Admin(lambda: engine, store, project).handle,
                 "pubsub": worker.handle,
+                "tasks": task_worker.handle,
                 "health": Health(database_ready(lambda: engine)).handle,
-                "emulator": lambda request: handle_publish(broker, request),
+                "emulator": emulator_handler(self.broker, self.tasks),
                 "openapi.json": openapi_handler(self.topology),
             }
         )
@@ -124,9 +143,15 @@ class LocalStack:
         )
         self._thread.start()
         self.broker.start()
+        self.tasks.start()
+        self.sweeper = Periodic("outbox-sweeper", settings.outbox_sweep_interval_s, relay.sweep)
+        self.sweeper.start()
         log.info("hookyard listening", url=base, database=_safe_url(url))
 
     def stop(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
+            self.sweeper = None
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.shutdown()
@@ -134,10 +159,14 @@ class LocalStack:
                 self._thread.join(timeout=10)
             self.server.server_close()
             self.server = None
-        if self.broker is not None:
-            with contextlib.suppress(Exception):
-                self.broker.stop()
-            self.broker = None
+        for component in (self.broker, self.tasks):
+            if component is not None:
+                with contextlib.suppress(Exception):
+                    component.stop()
+        self.broker = self.tasks = None
+        if self.notifier is not None:
+            self.notifier.close()
+            self.notifier = None
         if self.engine is not None:
             self.engine.dispose()
             set_engine(None)
@@ -146,6 +175,17 @@ class LocalStack:
             self.postgres.stop()
             self.postgres = None
         log.info("hookyard stopped")
+
+
+def emulator_handler(broker: Broker, tasks: TaskEmulator) -> Handler:
+    """`/emulator/pubsub/...` and `/emulator/tasks/...`: the two local Google APIs."""
+
+    def handle(request: Request) -> Response:
+        if request.path.startswith("/emulator/tasks/"):
+            return handle_tasks_api(tasks, request)
+        return handle_publish(broker, request)
+
+    return handle
 
 
 def _create_database(admin_url: str, name: str) -> None:

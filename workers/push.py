@@ -7,8 +7,9 @@ broker redelivers with backoff, up to the subscription's dead-letter policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flask import Request, Response
 from sqlalchemy.engine import Connection, Engine
@@ -23,11 +24,15 @@ from common.tracing import parse_trace
 from workers.dead_letter_sink import store_forwarded
 from workers.ledger.handler import apply_event
 
+if TYPE_CHECKING:
+    from common.outbox_relay import OutboxRelay
+
 log = get_logger(__name__)
 
 PREFIX = "/pubsub"
 
-EventHandler = Callable[[Connection, EventKey, bytes], None]
+EventHandler = Callable[[Connection, EventKey, bytes], Sequence[int]]
+"""Applies an event in the caller's transaction; returns the outbox ids it wrote."""
 EnvelopeHook = Callable[[PushEnvelope], None]
 
 
@@ -39,6 +44,7 @@ class Worker:
     project: str = "local-project"
     event_handlers: dict[str, EventHandler] = field(default_factory=lambda: {"ledger": apply_event})
     before_handle: EnvelopeHook | None = None
+    relay: OutboxRelay | None = None
 
     def handle(self, request: Request) -> Response:
         parts = path_parts(request, PREFIX)
@@ -102,7 +108,9 @@ class Worker:
             if not first:
                 log.info("duplicate delivery acknowledged without effect")
                 return
-            handler(conn, key, message.data)
+            announced = handler(conn, key, message.data)
+        if announced and self.relay is not None:
+            self.relay.relay(announced, message.attributes.get("traceparent"))
 
     def _dead_letter(self, subscription: str, envelope: PushEnvelope, exc: PermanentError) -> None:
         with self.engine.begin() as conn:

@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from common.config import get_settings
+from common.messaging.tasks import TaskQueue
 
 
 class Publisher(Protocol):
@@ -15,6 +16,30 @@ class Publisher(Protocol):
     ) -> str:
         """Returns the message id once the broker confirmed it durable; else `PublishError`."""
         ...
+
+
+@lru_cache(maxsize=1)
+def get_task_queue() -> TaskQueue:
+    settings = get_settings()
+    if settings.env == "gcp":
+        from common.messaging.cloud_tasks import CloudTasksQueue
+
+        if settings.worker_url is None:
+            from common.errors import ConfigError
+
+            raise ConfigError("HOOKYARD_WORKER_URL is required to enqueue Cloud Tasks")
+        return CloudTasksQueue(
+            settings.gcp_project,
+            settings.gcp_region,
+            worker_url=settings.worker_url,
+            service_account=settings.tasks_service_account,
+            timeout_s=settings.publish_timeout_s,
+        )
+    from common.messaging.tasks import LocalTaskQueue
+
+    return LocalTaskQueue(
+        settings.broker_url, settings.gcp_project, settings.gcp_region, settings.publish_timeout_s
+    )
 
 
 @lru_cache(maxsize=1)

@@ -138,6 +138,7 @@ def test_payments_story_exact_balance_and_no_double_apply(dev: DevStack) -> None
     account = client.get("/admin/accounts/acct_e2e").json()
     assert account == {
         "id": "acct_e2e", "currency": "usd", "notify_url": None, "available": expected, "held": 0,
+        "pending_notifications": 0,
     }  # fmt: skip
 
 

@@ -1,0 +1,98 @@
+"""`POST /tasks/{queue}`: one Cloud Tasks HTTP task.
+
+2xx deletes the task. Cloud Tasks has no dead-letter queue, it just deletes a task whose
+retries ran out, so the last attempt's failure is recorded in `dead_letters` here and
+answered 2xx. Earlier failures answer 503 and the queue retries with its backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from flask import Request, Response
+from sqlalchemy.engine import Engine
+
+from common.db import dead_letters
+from common.errors import BadRequest, NotFound, PermanentError, Problem, ServiceUnavailable
+from common.http import empty_response, path_parts, problem_response, require_method
+from common.logging import bind_context, get_logger
+from common.topology import Topology
+from common.tracing import parse_trace
+
+log = get_logger(__name__)
+
+PREFIX = "/tasks"
+TaskHandler = Callable[[bytes], None]
+
+
+@dataclass
+class TaskWorker:
+    engine: Engine
+    topology: Topology
+    handlers: Mapping[str, TaskHandler] = field(default_factory=dict)
+    project: str = "local-project"
+
+    def handle(self, request: Request) -> Response:
+        parts = path_parts(request, PREFIX)
+        try:
+            require_method(request, "POST")
+            if len(parts) != 1 or parts[0] not in self.handlers:
+                raise NotFound("no such task queue")
+            queue = self.topology.queue(parts[0])
+            if queue is None:
+                raise NotFound(f"queue {parts[0]!r} is not in the topology")
+            retry_count = _int_header(request, "X-CloudTasks-TaskRetryCount")
+            task_name = request.headers.get("X-CloudTasks-TaskName", "")
+            bind_context(
+                parse_trace(request.headers), self.project,
+                queue=queue.name, task_name=task_name, retry_count=retry_count,
+            )  # fmt: skip
+            body = request.get_data()
+            last = queue.retry_config.max_attempts != -1 and (
+                retry_count + 1 >= queue.retry_config.max_attempts
+            )
+            self._run(queue.name, task_name, retry_count, body, last_attempt=last)
+        except Problem as problem:
+            return problem_response(problem, request.path)
+        return empty_response(204)
+
+    def _run(
+        self, queue: str, task: str, retry_count: int, body: bytes, *, last_attempt: bool
+    ) -> None:
+        try:
+            self.handlers[queue](body)
+        except PermanentError as exc:
+            self._dead_letter(queue, task, retry_count, body, exc)
+        except Exception as exc:
+            if last_attempt:
+                self._dead_letter(queue, task, retry_count, body, exc)
+                return
+            log.warning("task failed; the queue will retry", error_class=type(exc).__name__,
+                        error=str(exc)[:500])  # fmt: skip
+            raise ServiceUnavailable("task failed; retry later") from exc
+
+    def _dead_letter(
+        self, queue: str, task: str, retry_count: int, body: bytes, exc: Exception
+    ) -> None:
+        reason = exc.reason if isinstance(exc, PermanentError) else str(exc)[:2000]
+        with self.engine.begin() as conn:
+            dead_letter_id = dead_letters.record(
+                conn,
+                origin="worker",
+                subscription=f"tasks/{queue}",
+                message_id=task or "unnamed",
+                data=body,
+                attributes={"queue": queue, "task_name": task},
+                delivery_count=retry_count + 1,
+                error_class=type(exc).__name__,
+                error_message=reason,
+            )
+        log.warning("task dead-lettered", reason=reason, dead_letter_id=dead_letter_id)
+
+
+def _int_header(request: Request, name: str) -> int:
+    raw = request.headers.get(name, "0")
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer", field=name)
+    return int(raw)
