@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.load import bench_latency, bench_signatures
+from tests.load import bench_latency, bench_signatures, bench_worker
 
 
 def main() -> None:
@@ -10,6 +10,8 @@ def main() -> None:
     bench_signatures.main()
     print("\n== local stack ==")
     bench_latency.main()
+    print("\n== ledger worker vs pgbench ==")
+    bench_worker.main()
 
 
 if __name__ == "__main__":
