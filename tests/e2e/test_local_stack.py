@@ -190,6 +190,38 @@ def test_every_source_signed_by_hookyard_send_is_202_and_forged_is_401(
     assert result["body"]["detail"] == "signature mismatch"
 
 
+def test_notify_url_gets_one_signed_notification_per_change(dev: DevStack) -> None:
+    """The receiver fails twice first; the queue retries; each change arrives once, signed."""
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.support.receiver import receiver
+
+    client = httpx.Client(
+        base_url=dev.url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    with receiver(statuses=[503, 500]) as hook:
+        client.put("/admin/accounts/acct_notify", json={"currency": "usd", "notify_url": hook.url})
+        for i, amount in enumerate([500, 120]):
+            body = stripe_event(f"evt_nt{i}", "payment_intent.succeeded", "acct_notify",
+                                amount_received=amount)  # fmt: skip
+            assert _send(client, body) == 202
+            assert _send(client, body) == 202
+
+        def settled() -> bool:
+            account = client.get("/admin/accounts/acct_notify").json()
+            return bool(account["available"] == 620 and account["pending_notifications"] == 0)
+
+        wait_for(settled, timeout=60, interval=0.2)
+        received = list(hook.received)
+    key = (dev.data_dir / "secrets" / "notify-signing-key").read_text().strip()
+    bodies = [json.loads(r.body) for r in received if Webhook(key).verify(r.body, r.headers)]
+    assert len(bodies) == len(received) == 4  # 2 failed attempts + 2 changes
+    delivered_ids = {r.headers["Webhook-Id"] for r in received[2:]}
+    assert len(delivered_ids) == 2
+    assert {b["caused_by"] for b in bodies} == {"evt_nt0", "evt_nt1"}
+    assert max(b["available"] for b in bodies) == 620
+
+
 # Last on purpose: it stops the module's stack.
 def test_sigterm_stops_everything_and_restart_keeps_data(dev: DevStack) -> None:
     pid_file = dev.data_dir / "postgres" / "pgdata" / "postmaster.pid"

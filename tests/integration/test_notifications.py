@@ -132,3 +132,38 @@ def test_gone_disables_the_endpoint(
         ).scalar_one()
     assert states == ["disabled"]
     assert disabled is not None
+
+
+def test_task_worker_retries_then_dead_letters_on_the_last_attempt(
+    pg_server: TestServer, database: str, engine: Engine, tmp_path: Path
+) -> None:
+    from tests.support.stack import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    with (
+        running_stack(pg_server, database, tmp_path) as stack,
+        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+    ):
+        client.put("/admin/accounts/n4", json={"currency": "usd", "notify_url": closed})
+        assert stack.tasks is not None
+        stack.tasks.pause("notifications")  # drive the endpoint by hand, as the queue would
+        with engine.begin() as conn:
+            row_id = outbox.add(conn, "n4", "balance.updated", {"type": "balance.updated"})
+        task = {"Content-Type": "application/json", "X-CloudTasks-TaskName": f"outbox-{row_id}"}
+        body = json.dumps({"outbox_id": row_id})
+        first = client.post("/tasks/notifications", content=body,
+                            headers={**task, "X-CloudTasks-TaskRetryCount": "0"})  # fmt: skip
+        assert first.status_code == 503
+        last = client.post("/tasks/notifications", content=body,
+                           headers={**task, "X-CloudTasks-TaskRetryCount": "19"})  # fmt: skip
+        assert last.status_code == 204
+        missing = client.post("/tasks/notifications", content=json.dumps({"outbox_id": 10**9}),
+                              headers={**task, "X-CloudTasks-TaskName": "outbox-missing",
+                                       "X-CloudTasks-TaskRetryCount": "0"})  # fmt: skip
+        assert missing.status_code == 204
+        dead = client.get("/admin/dead-letters").json()["items"]
+    assert [(d["subscription"], d["delivery_count"]) for d in dead] == [
+        ("tasks/notifications", 20), ("tasks/notifications", 1),
+    ]  # fmt: skip
+    assert "ConnectError" in dead[0]["reason"]
+    assert "does not exist" in dead[1]["reason"]
