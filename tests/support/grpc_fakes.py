@@ -20,10 +20,12 @@ from dataclasses import dataclass
 
 import grpc
 from google.cloud.secretmanager_v1 import types as secretmanager_types
+from google.cloud.tasks_v2 import types as tasks_types
 from google.pubsub_v1 import types as pubsub_types
 
 PUBLISHER_SERVICE = "google.pubsub.v1.Publisher"
 SECRET_MANAGER_SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
+CLOUD_TASKS_SERVICE = "google.cloud.tasks.v2.CloudTasks"
 
 
 @dataclass(frozen=True)
@@ -207,4 +209,50 @@ def fake_secret_manager() -> Iterator[FakeSecretManager]:
         )
     }
     with _serve(SECRET_MANAGER_SERVICE, handlers, fake):
+        yield fake
+
+
+class FakeCloudTasks(_ScriptedFake):
+    """`google.cloud.tasks.v2.CloudTasks/CreateTask`, remembering the names it created.
+
+    Every request is recorded on arrival, before any scripted behaviour plays. A name that
+    was created before answers ALREADY_EXISTS, as the real service does; a task without a
+    name is given one, `.../tasks/auto-1`, `auto-2`, ... .
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tasks_types.CreateTaskRequest] = []
+        self._names: set[str] = set()
+        self._next_id = 0
+
+    def _create(
+        self, request: tasks_types.CreateTaskRequest, context: grpc.ServicerContext
+    ) -> tasks_types.Task:
+        with self._lock:
+            self.requests.append(request)
+        self._begin_call(context)
+        task = tasks_types.Task(request.task)
+        with self._lock:
+            if not task.name:
+                self._next_id += 1
+                task.name = f"{request.parent}/tasks/auto-{self._next_id}"
+            duplicate = task.name in self._names
+            self._names.add(task.name)
+        if duplicate:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"Task {task.name} already exists.")
+        return task
+
+
+@contextmanager
+def fake_cloud_tasks() -> Iterator[FakeCloudTasks]:
+    fake = FakeCloudTasks()
+    handlers = {
+        "CreateTask": grpc.unary_unary_rpc_method_handler(
+            fake._create,
+            request_deserializer=tasks_types.CreateTaskRequest.deserialize,
+            response_serializer=tasks_types.Task.serialize,
+        )
+    }
+    with _serve(CLOUD_TASKS_SERVICE, handlers, fake):
         yield fake
