@@ -58,6 +58,8 @@ class CloudTasksQueue:
         if task.name:
             body["name"] = client.task_path(self._project, self._location, task.queue, task.name)
         if task.schedule_time is not None:
+            if task.schedule_time.utcoffset() is None:
+                raise PublishError("schedule_time must carry a time zone")
             body["schedule_time"] = task.schedule_time  # proto-plus converts datetimes
         try:
             client.create_task(parent=parent, task=body, timeout=self._timeout)
