@@ -16,9 +16,8 @@ from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 from sqlalchemy.engine import Engine
 
-from common.db import accounts, dead_letters, ledger, outbox
+from common.db import accounts, ledger, outbox
 from common.db.accounts import Account
-from common.db.dead_letters import DeadLetter
 from common.db.engine import get_engine
 from common.db.ledger import Entry
 from common.errors import BadRequest, Conflict, NotFound, Problem, Unauthorized
@@ -26,18 +25,20 @@ from common.http import json_response, path_parts, problem_response, require_met
 from common.logging import bind_context, get_logger
 from common.secrets import SecretStore, get_secret_store
 from common.tracing import parse_trace
+from functions.operations import Caller, Operations, int_arg
 
 log = get_logger(__name__)
 
 PREFIX = "/admin"
 ACCOUNT_ID = r"[A-Za-z0-9_.-]{1,128}"
 MAX_PAGE = 500
-SOURCE_NAME = r"[a-z][a-z0-9-]{0,62}"
 QUERY_PARAMETERS = {
-    "dead-letters": frozenset({"source", "state", "limit", "cursor"}),
+    "dead-letters": frozenset(
+        {"source", "type", "subscription", "reason", "state", "since", "until", "limit", "cursor"}
+    ),
     "accounts/*/entries": frozenset({"limit", "cursor"}),
+    "events": frozenset({"source", "type", "limit", "cursor"}),
 }
-DEAD_LETTER_STATES = frozenset({"pending", "replaying", "replayed", "discarded"})
 
 
 class AccountIn(BaseModel):
@@ -51,16 +52,21 @@ class Admin:
     engine_factory: Callable[[], Engine]
     secrets: SecretStore
     project: str = "local-project"
+    operations: Operations | None = None
+
+    def __post_init__(self) -> None:
+        if self.operations is None:
+            self.operations = Operations(self.engine_factory)
 
     def handle(self, request: Request) -> Response:
         bind_context(parse_trace(request.headers), self.project, route=request.path)
         try:
-            self._authenticate(request)
-            return self._route(request, path_parts(request, PREFIX))
+            caller = self._authenticate(request)
+            return self._route(request, path_parts(request, PREFIX), caller)
         except Problem as problem:
             return problem_response(problem, request.path)
 
-    def _authenticate(self, request: Request) -> None:
+    def _authenticate(self, request: Request) -> Caller:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         tokens = self.secrets.values("admin-token")
@@ -74,8 +80,11 @@ class Admin:
             matched |= hmac.compare_digest(token.encode(), candidate.encode())
         if not matched:
             raise Unauthorized("invalid bearer token")
+        return Caller.of(request, token)
 
-    def _route(self, request: Request, parts: list[str]) -> Response:
+    def _route(self, request: Request, parts: list[str], caller: Caller) -> Response:
+        ops = self.operations
+        assert ops is not None
         allowed = QUERY_PARAMETERS.get(_route_key(parts), frozenset())
         unknown = sorted(set(request.args) - allowed)
         if unknown:
@@ -92,10 +101,31 @@ class Admin:
                 return self._get_account(account_id)
             case ["dead-letters"]:
                 require_method(request, "GET")
-                return self._list_dead_letters(request)
+                return ops.list_dead_letters(request)
+            case ["dead-letters", "replay"]:
+                require_method(request, "POST")
+                return ops.replay(request, caller)
+            case ["dead-letters", "discard"]:
+                require_method(request, "POST")
+                return ops.discard(request, caller)
             case ["dead-letters", raw_id]:
                 require_method(request, "GET")
-                return self._get_dead_letter(raw_id)
+                return ops.get_dead_letter(raw_id)
+            case ["replays", raw_id]:
+                require_method(request, "GET")
+                return ops.get_replay(raw_id)
+            case ["replays", raw_id, "cancel"]:
+                require_method(request, "POST")
+                return ops.cancel_replay(raw_id, request, caller)
+            case ["events"]:
+                require_method(request, "GET")
+                return ops.list_events(request)
+            case ["events", source, event_id]:
+                require_method(request, "GET")
+                return ops.get_event(source, event_id)
+            case ["stats"]:
+                require_method(request, "GET")
+                return ops.stats()
         raise NotFound("no such admin resource")
 
     def _put_account(self, account_id: str, request: Request) -> Response:
@@ -130,8 +160,8 @@ class Admin:
 
     def _list_entries(self, account_id: str, request: Request) -> Response:
         _check_account_id(account_id)
-        limit = _int_arg(request.args.get("limit"), "limit", low=1, high=MAX_PAGE) or 100
-        cursor = _int_arg(request.args.get("cursor"), "cursor", low=0, high=2**62) or 0
+        limit = int_arg(request.args.get("limit"), "limit", 1, MAX_PAGE) or 100
+        cursor = int_arg(request.args.get("cursor"), "cursor", 0, 2**62) or 0
         with self.engine_factory().connect() as conn:
             if accounts.get(conn, account_id) is None:
                 raise NotFound(f"no account {account_id!r}")
@@ -143,36 +173,6 @@ class Admin:
                 "next_cursor": str(page[-1].id) if len(rows) > limit else None,
             }
         )
-
-    def _list_dead_letters(self, request: Request) -> Response:
-        args = request.args
-        limit = _int_arg(args.get("limit"), "limit", low=1, high=MAX_PAGE) or 100
-        cursor = _int_arg(args.get("cursor"), "cursor", low=0, high=2**62)
-        source = _choice_arg(args.get("source"), "source", pattern=SOURCE_NAME)
-        state = _choice_arg(args.get("state"), "state", allowed=DEAD_LETTER_STATES)
-        with self.engine_factory().connect() as conn:
-            rows = dead_letters.list_page(
-                conn,
-                source=source,
-                state=state,
-                after_id=cursor,
-                limit=limit + 1,
-            )
-        page = rows[:limit]
-        next_cursor = str(page[-1].id) if len(rows) > limit else None
-        return json_response(
-            {"items": [dead_letter_json(d) for d in page], "next_cursor": next_cursor}
-        )
-
-    def _get_dead_letter(self, raw_id: str) -> Response:
-        dead_letter_id = _int_arg(raw_id, "id", low=1, high=2**62) or 0
-        with self.engine_factory().connect() as conn:
-            row = dead_letters.get(conn, dead_letter_id)
-        if row is None:
-            raise NotFound(f"no dead letter {dead_letter_id}")
-        body = dead_letter_json(row)
-        body["data"] = row.data.decode("utf-8", errors="replace")
-        return json_response(body)
 
 
 def account_json(account: Account) -> dict[str, Any]:
@@ -205,52 +205,9 @@ def _route_key(parts: list[str]) -> str:
     return "/".join(parts)
 
 
-def dead_letter_json(row: DeadLetter) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "origin": row.origin,
-        "subscription": row.subscription,
-        "message_id": row.message_id,
-        "source": row.source,
-        "event_id": row.event_id,
-        "event_type": row.event_type,
-        "delivery_count": row.delivery_count,
-        "error_class": row.error_class,
-        "reason": row.error_message,
-        "state": row.state,
-        "attributes": row.attributes,
-        "first_failed_at": row.first_failed_at.isoformat(),
-        "last_failed_at": row.last_failed_at.isoformat(),
-    }
-
-
 def _check_account_id(account_id: str) -> None:
     if not re.fullmatch(ACCOUNT_ID, account_id):
         raise BadRequest("account id must be 1-128 characters of A-Z a-z 0-9 _ . -")
-
-
-def _int_arg(raw: str | None, name: str, *, low: int, high: int) -> int | None:
-    if raw is None:
-        return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}")
-    return int(raw)
-
-
-def _choice_arg(
-    raw: str | None,
-    name: str,
-    *,
-    pattern: str | None = None,
-    allowed: frozenset[str] | None = None,
-) -> str | None:
-    if raw is None:
-        return None
-    if allowed is not None and raw not in allowed:
-        raise BadRequest(f"{name} must be one of {', '.join(sorted(allowed))}", field=name)
-    if pattern is not None and not re.fullmatch(pattern, raw):
-        raise BadRequest(f"{name} is not a valid name", field=name)
-    return raw
 
 
 def _validation_detail(exc: ValidationError) -> str:

@@ -27,13 +27,16 @@ from common.logging import get_logger
 from common.messaging.local import LocalPublisher
 from common.messaging.tasks import LocalTaskQueue
 from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
+from common.replay_tasks import REPLAYS_QUEUE
 from common.secrets import EnvSecretStore
 from common.topology import Topology, get_topology
 from functions.admin import Admin
+from functions.operations import Operations
 from functions.webhooks import WebhookIngest
 from hookyard.broker import Broker
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
+from hookyard.emulator_stats import emulator_backlog
 from hookyard.local_postgres import LocalPostgres
 from hookyard.periodic import Periodic
 from hookyard.server import create_app, openapi_handler
@@ -41,6 +44,7 @@ from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
 from workers.notifications import Notifier
 from workers.push import EnvelopeHook, Worker
+from workers.replay import ReplayRunner
 from workers.tasks import TaskWorker
 
 log = get_logger(__name__)
@@ -119,18 +123,27 @@ class LocalStack:
         ingest = WebhookIngest(
             self.topology, store, LocalPublisher(base, project, settings.publish_timeout_s), project
         )
-        relay = OutboxRelay(
-            engine, LocalTaskQueue(base, project, location, settings.publish_timeout_s)
-        )
+        task_queue = LocalTaskQueue(base, project, location, settings.publish_timeout_s)
+        publisher = LocalPublisher(base, project, settings.publish_timeout_s)
+        relay = OutboxRelay(engine, task_queue)
         self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s)
         worker = Worker(engine, project, before_handle=self.worker_hook, relay=relay)
         task_worker = TaskWorker(
-            engine, self.topology, {NOTIFICATIONS_QUEUE: self.notifier}, project
+            engine,
+            self.topology,
+            {
+                NOTIFICATIONS_QUEUE: self.notifier,
+                REPLAYS_QUEUE: ReplayRunner(engine, self.topology, publisher, task_queue),
+            },
+            project,
+        )
+        operations = Operations(
+            lambda: engine, lambda: task_queue, lambda: emulator_backlog(engine)
         )
         mounts.update(
             {
                 "webhooks": ingest.handle,
-                "admin": Admin(lambda: engine, store, project).handle,
+                "admin": Admin(lambda: engine, store, project, operations).handle,
                 "pubsub": worker.handle,
                 "tasks": task_worker.handle,
                 "health": Health(database_ready(lambda: engine)).handle,

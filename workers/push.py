@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from flask import Request, Response
 from sqlalchemy.engine import Connection, Engine
 
-from common.db import dead_letters, inbox
+from common.db import dead_letters, delivery_failures, inbox
+from common.db.delivery_failures import failure_key
 from common.db.inbox import EventKey
 from common.envelope import PushEnvelope, parse_envelope
 from common.errors import NotFound, PermanentError, Problem, ServiceUnavailable
@@ -88,7 +89,20 @@ class Worker:
                 error_class=type(exc).__name__,
                 error=str(exc)[:500],
             )
+            self._note_failure(subscription, envelope, exc)
             raise ServiceUnavailable("delivery failed; retry later") from exc
+
+    def _note_failure(self, subscription: str, envelope: PushEnvelope, exc: Exception) -> None:
+        """Best effort: the reason shows in the dead letter if the broker gives up."""
+        try:
+            with self.engine.begin() as conn:
+                delivery_failures.note(
+                    conn, subscription, failure_key(envelope.message.attributes,
+                                                    envelope.message.message_id),
+                    type(exc).__name__, str(exc),
+                )  # fmt: skip
+        except Exception:
+            log.exception("could not record the delivery failure")
 
     def _apply(self, subscription: str, envelope: PushEnvelope, handler: EventHandler) -> None:
         message = envelope.message

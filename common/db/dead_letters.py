@@ -1,10 +1,15 @@
-"""Dead letters: every message that will not be applied as delivered, kept whole for replay."""
+"""Dead letters: every message that will not be applied as delivered, kept whole for replay.
+
+Both paths write here: the worker's permanent errors and the broker's forwards after
+`max_delivery_attempts`. Selection by filter is shared by listing, replay and discard, so
+an operator's `--filter` means the same thing everywhere.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 Origin = Literal["worker", "broker"]
+REPLAY_OF = "hookyard_replay_of"
+REPLAY_ID = "hookyard_replay_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,19 +38,69 @@ class DeadLetter:
     state: str
     first_failed_at: datetime
     last_failed_at: datetime
+    replay_id: int | None = None
+    replay_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which dead letters an operator means; every field narrows, none means all."""
+
+    ids: tuple[int, ...] | None = None
+    source: str | None = None
+    type: str | None = None
+    subscription: str | None = None
+    reason: str | None = None
+    state: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        clauses = ["TRUE"]
+        params: dict[str, Any] = {}
+        for column, value in (
+            ("source", self.source),
+            ("event_type", self.type),
+            ("subscription", self.subscription),
+            ("state", self.state),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = :{column}")
+                params[column] = value
+        if self.ids is not None:
+            clauses.append("id = ANY(:ids)")
+            params["ids"] = list(self.ids)
+        if self.reason is not None:
+            clauses.append("strpos(lower(coalesce(error_message, '')), lower(:reason)) > 0")
+            params["reason"] = self.reason
+        if self.since is not None:
+            clauses.append("last_failed_at >= :since")
+            params["since"] = self.since
+        if self.until is not None:
+            clauses.append("last_failed_at < :until")
+            params["until"] = self.until
+        if self.after_id is not None:
+            clauses.append("id > :after_id")
+            params["after_id"] = self.after_id
+        return " AND ".join(clauses), params
 
 
 _COLUMNS = (
     "id, origin, subscription, message_id, source, event_id, event_type, data, attributes, "
-    "delivery_count, error_class, error_message, state, first_failed_at, last_failed_at"
+    "delivery_count, error_class, error_message, state, first_failed_at, last_failed_at, "
+    "replay_id, replay_of"
 )
 
 _RECORD = sa.text(
     """
     INSERT INTO dead_letters (origin, subscription, message_id, source, event_id, event_type,
-                              data, attributes, delivery_count, error_class, error_message)
+                              data, attributes, delivery_count, error_class, error_message,
+                              replay_of, first_failed_at)
     VALUES (:origin, :subscription, :message_id, :source, :event_id, :event_type,
-            :data, CAST(:attributes AS jsonb), :delivery_count, :error_class, :error_message)
+            :data, CAST(:attributes AS jsonb), :delivery_count, :error_class, :error_message,
+            (SELECT id FROM dead_letters WHERE id = :replay_of), coalesce(:first_failed_at, now()))
     ON CONFLICT (subscription, message_id) DO UPDATE SET
         delivery_count = GREATEST(dead_letters.delivery_count, EXCLUDED.delivery_count),
         error_class = EXCLUDED.error_class,
@@ -65,8 +122,14 @@ def record(
     delivery_count: int,
     error_class: str | None,
     error_message: str | None,
+    first_failed_at: datetime | None = None,
 ) -> int:
-    """Idempotent per (subscription, message id): a redelivered failure updates its row."""
+    """Idempotent per (subscription, message id): a redelivered failure updates its row.
+
+    A replayed message carries `hookyard_replay_of`, so failing again links the new dead
+    letter to the one it came from.
+    """
+    replay_of = attributes.get(REPLAY_OF, "")
     dead_letter_id: int = conn.execute(
         _RECORD,
         {
@@ -81,44 +144,107 @@ def record(
             "delivery_count": delivery_count,
             "error_class": error_class,
             "error_message": (error_message or "")[:2000] or None,
+            "replay_of": int(replay_of) if replay_of.isdigit() else None,
+            "first_failed_at": first_failed_at,
         },
     ).scalar_one()
     return dead_letter_id
 
 
-def list_page(
-    conn: Connection,
-    *,
-    source: str | None = None,
-    state: str | None = None,
-    after_id: int | None = None,
-    limit: int = 100,
-) -> list[DeadLetter]:
-    clauses = ["TRUE"]
-    params: dict[str, Any] = {"limit": limit}
-    if source is not None:
-        clauses.append("source = :source")
-        params["source"] = source
-    if state is not None:
-        clauses.append("state = :state")
-        params["state"] = state
-    if after_id is not None:
-        clauses.append("id > :after_id")
-        params["after_id"] = after_id
-    where = " AND ".join(clauses)
+def list_page(conn: Connection, selection: Selection, limit: int = 100) -> list[DeadLetter]:
+    where, params = selection.where()
     query = sa.text(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY id LIMIT :limit")
-    return [_row(r) for r in conn.execute(query, params).mappings()]
+    return [_row(r) for r in conn.execute(query, {**params, "limit": limit}).mappings()]
 
 
 def get(conn: Connection, dead_letter_id: int) -> DeadLetter | None:
-    row = (
-        conn.execute(
-            sa.text(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = :id"), {"id": dead_letter_id}
-        )
-        .mappings()
-        .first()
-    )
+    query = sa.text(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = :id")
+    row = conn.execute(query, {"id": dead_letter_id}).mappings().first()
     return _row(row) if row else None
+
+
+def count(conn: Connection, selection: Selection) -> int:
+    where, params = selection.where()
+    query = sa.text(f"SELECT count(*) FROM dead_letters WHERE {where}")
+    return int(conn.execute(query, params).scalar_one())
+
+
+def claim_for_replay(conn: Connection, selection: Selection, replay_id: int) -> int:
+    """Moves the selected pending rows to `replaying` under this replay; returns how many."""
+    where, params = selection.where()
+    query = sa.text(
+        f"UPDATE dead_letters SET state = 'replaying', replay_id = :replay_id "
+        f"WHERE {where} AND state = 'pending'"
+    )
+    return int(conn.execute(query, {**params, "replay_id": replay_id}).rowcount)
+
+
+def next_to_replay(conn: Connection, replay_id: int, limit: int) -> list[DeadLetter]:
+    query = sa.text(
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE replay_id = :replay_id AND state = 'replaying' "
+        "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+    )
+    rows = conn.execute(query, {"replay_id": replay_id, "limit": limit}).mappings()
+    return [_row(r) for r in rows]
+
+
+def mark_replayed(conn: Connection, ids: Sequence[int]) -> None:
+    conn.execute(
+        sa.text("UPDATE dead_letters SET state = 'replayed' WHERE id = ANY(:ids)"),
+        {"ids": list(ids)},
+    )
+
+
+def release_replay(conn: Connection, replay_id: int) -> int:
+    """A cancelled replay leaves what it had not reached `pending`, as before."""
+    result = conn.execute(
+        sa.text(
+            "UPDATE dead_letters SET state = 'pending', replay_id = NULL "
+            "WHERE replay_id = :replay_id AND state = 'replaying'"
+        ),
+        {"replay_id": replay_id},
+    )
+    return int(result.rowcount)
+
+
+def release_ids(conn: Connection, ids: Sequence[int]) -> None:
+    """Rows a batch could not republish go back to `pending` for a later replay."""
+    conn.execute(
+        sa.text(
+            "UPDATE dead_letters SET state = 'pending', replay_id = NULL "
+            "WHERE id = ANY(:ids) AND state = 'replaying'"
+        ),
+        {"ids": list(ids)},
+    )
+
+
+def discard(conn: Connection, selection: Selection) -> int:
+    where, params = selection.where()
+    query = sa.text(
+        f"UPDATE dead_letters SET state = 'discarded' WHERE {where} AND state = 'pending'"
+    )
+    return int(conn.execute(query, params).rowcount)
+
+
+def stats(conn: Connection, top: int = 20) -> dict[str, Any]:
+    by_state: dict[str, int] = {
+        row.state: int(row.n)
+        for row in conn.execute(sa.text("SELECT state, count(*) AS n FROM dead_letters GROUP BY 1"))
+    }
+    by_reason = conn.execute(
+        sa.text(
+            "SELECT subscription, coalesce(error_message, '') AS reason, count(*) AS n "
+            "FROM dead_letters WHERE state = 'pending' GROUP BY 1, 2 ORDER BY n DESC LIMIT :top"
+        ),
+        {"top": top},
+    ).all()
+    return {
+        "by_state": by_state,
+        "by_reason": [
+            {"subscription": r.subscription, "reason": r.reason, "count": int(r.n)}
+            for r in by_reason
+        ],
+    }
 
 
 def _row(row: RowMapping) -> DeadLetter:

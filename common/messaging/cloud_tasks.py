@@ -40,6 +40,7 @@ class CloudTasksQueue:
     def enqueue(self, task: TaskRequest) -> bool:
         from google.api_core import exceptions as gexc
         from google.cloud import tasks_v2
+
         client = self._get_client()
         parent = client.queue_path(self._project, self._location, task.queue)
         url = f"{self._worker_url}/tasks/{task.queue}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from tenacity import (
 )
 
 from common.errors import PublishError
+from common.messaging.publisher import OutboundMessage
 
 
 def publish_path(project: str, topic: str) -> str:
@@ -46,22 +47,29 @@ class LocalPublisher:
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""
     ) -> str:
-        message: dict[str, Any] = {
-            "data": base64.b64encode(data).decode("ascii"),
-            "attributes": dict(attributes),
-        }
-        if ordering_key:
-            message["orderingKey"] = ordering_key
+        return self.publish_many(topic, [OutboundMessage(data, attributes, ordering_key)])[0]
+
+    def publish_many(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        """One request, all or nothing, as a Pub/Sub REST publish call."""
+        wire = []
+        for m in messages:
+            item: dict[str, Any] = {
+                "data": base64.b64encode(m.data).decode("ascii"),
+                "attributes": dict(m.attributes),
+            }
+            if m.ordering_key:
+                item["orderingKey"] = m.ordering_key
+            wire.append(item)
         try:
-            response = self._post(publish_path(self._project, topic), {"messages": [message]})
+            response = self._post(publish_path(self._project, topic), {"messages": wire})
         except httpx.HTTPError as exc:
             raise PublishError(f"local broker unreachable: {type(exc).__name__}") from exc
         if response.status_code != 200:
             raise PublishError(f"local broker answered {response.status_code}")
         ids = response.json().get("messageIds") or []
-        if len(ids) != 1:
-            raise PublishError("local broker returned no message id")
-        return str(ids[0])
+        if len(ids) != len(messages):
+            raise PublishError("local broker returned too few message ids")
+        return [str(i) for i in ids]
 
     @retry(
         retry=retry_if_exception_type(httpx.ConnectError),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
@@ -10,11 +11,22 @@ from common.config import get_settings
 from common.messaging.tasks import TaskQueue
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    data: bytes
+    attributes: Mapping[str, str]
+    ordering_key: str = ""
+
+
 class Publisher(Protocol):
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""
     ) -> str:
         """Returns the message id once the broker confirmed it durable; else `PublishError`."""
+        ...
+
+    def publish_many(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        """Several messages in as few round trips as the transport allows (replays)."""
         ...
 
 

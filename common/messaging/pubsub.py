@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from common.errors import PublishError
+from common.messaging.publisher import OutboundMessage
 
 
 class PubSubPublisher:
@@ -31,6 +32,19 @@ class PubSubPublisher:
                         batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0),
                     )
         return self._client
+
+    def publish_many(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        """Every future is started before any is awaited, so the client batches them."""
+        client = self._get_client()
+        path = client.topic_path(self._project, topic)
+        futures = [
+            client.publish(path, m.data, ordering_key=m.ordering_key, **m.attributes)
+            for m in messages
+        ]
+        try:
+            return [str(f.result(timeout=self._timeout)) for f in futures]
+        except Exception as exc:
+            raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
 
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""

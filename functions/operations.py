@@ -1,0 +1,327 @@
+"""Dead-letter operations, replays, events and stats: the operators' 3 a.m. toolkit.
+
+Every mutating call needs a reason and writes an `operator_actions` row in the same
+transaction as its effect, so the audit trail can never disagree with what happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.engine import Connection, Engine
+
+from common.db import audit, dead_letters, events, replays
+from common.db.dead_letters import DeadLetter, Selection
+from common.db.replays import Replay
+from common.errors import BadRequest, NotFound, PublishError, ServiceUnavailable
+from common.http import json_response
+from common.logging import get_logger
+from common.messaging.tasks import TaskQueue
+from common.replay_tasks import batch_task
+
+log = get_logger(__name__)
+
+MAX_PAGE = 500
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$"
+StatsProvider = Callable[[], dict[str, Any]]
+
+
+class FilterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = Field(default=None, pattern=NAME)
+    type: str | None = Field(default=None, max_length=256)
+    subscription: str | None = Field(default=None, pattern=NAME)
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+
+class _Selected(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[int] | None = Field(default=None, min_length=1, max_length=10_000)
+    filter: FilterIn | None = None
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> _Selected:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of ids or filter")
+        return self
+
+    def selection(self) -> Selection:
+        if self.ids is not None:
+            return Selection(ids=tuple(self.ids), state="pending")
+        assert self.filter is not None
+        return Selection(state="pending", **self.filter.model_dump())
+
+
+class ReplayIn(_Selected):
+    dry_run: bool = False
+    max_per_second: float = Field(default=100, ge=1, le=1000)
+
+
+class DiscardIn(_Selected):
+    pass
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@dataclass(frozen=True)
+class Caller:
+    actor: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, request: Request, token: str) -> Caller:
+        claimed = request.headers.get("X-Hookyard-Operator", "").strip()
+        actor = claimed if claimed.isprintable() and 0 < len(claimed) <= 100 else "unknown"
+        return cls(actor, hashlib.sha256(token.encode()).hexdigest()[:12])
+
+
+@dataclass
+class Operations:
+    engine_factory: Callable[[], Engine]
+    tasks_factory: Callable[[], TaskQueue] | None = None
+    stats_provider: StatsProvider | None = None
+
+    # -- dead letters ------------------------------------------------------------------
+    def list_dead_letters(self, request: Request) -> Response:
+        args = request.args
+        limit = int_arg(args.get("limit"), "limit", 1, MAX_PAGE) or 100
+        filters = parse(FilterIn, {k: args[k] for k in FilterIn.model_fields if k in args})
+        state = args.get("state")
+        if state is not None and state not in {"pending", "replaying", "replayed", "discarded"}:
+            raise BadRequest(
+                "state must be pending, replaying, replayed or discarded", field="state"
+            )
+        selection = Selection(
+            state=state, after_id=int_arg(args.get("cursor"), "cursor", 0, 2**62),
+            **filters.model_dump(),
+        )  # fmt: skip
+        with self.engine_factory().connect() as conn:
+            rows = dead_letters.list_page(conn, selection, limit + 1)
+        page = rows[:limit]
+        return json_response(
+            {"items": [dead_letter_json(d) for d in page],
+             "next_cursor": str(page[-1].id) if len(rows) > limit else None}
+        )  # fmt: skip
+
+    def get_dead_letter(self, raw_id: str) -> Response:
+        dead_letter_id = int_arg(raw_id, "id", 1, 2**62) or 0
+        with self.engine_factory().connect() as conn:
+            row = dead_letters.get(conn, dead_letter_id)
+        if row is None:
+            raise NotFound(f"no dead letter {dead_letter_id}")
+        body = dead_letter_json(row)
+        body["data"] = row.data.decode("utf-8", errors="replace")
+        try:
+            body["data_json"] = json.loads(row.data)
+        except (ValueError, UnicodeDecodeError):
+            body["data_json"] = None
+        return json_response(body)
+
+    def replay(self, request: Request, caller: Caller) -> Response:
+        body = parse_json(ReplayIn, request)
+        selection = body.selection()
+        params = body.model_dump(mode="json", exclude={"reason"})
+        engine = self.engine_factory()
+        if body.dry_run:
+            with engine.begin() as conn:
+                total = dead_letters.count(conn, selection)
+                self._audit(conn, caller, "replay.dry-run", body.reason, params, {"total": total})
+            return json_response({"dry_run": True, "total": total})
+        if self.tasks_factory is None:
+            raise ServiceUnavailable("replays need a task queue, and none is configured")
+        with engine.begin() as conn:
+            replay_id = replays.create(
+                conn, max_per_second=body.max_per_second, reason=body.reason,
+                actor=caller.actor, selection=params,
+            )  # fmt: skip
+            total = dead_letters.claim_for_replay(conn, selection, replay_id)
+            replays.set_total(conn, replay_id, total)
+            self._audit(conn, caller, "replay.start", body.reason, params,
+                        {"replay_id": replay_id, "total": total})  # fmt: skip
+        if total:
+            self._start(replay_id, caller)
+        log.info("replay started", replay_id=replay_id, total=total, actor=caller.actor)
+        return json_response(
+            {"replay_id": replay_id, "total": total, "state": "running" if total else "done"},
+            status=202,
+        )
+
+    def _start(self, replay_id: int, caller: Caller) -> None:
+        assert self.tasks_factory is not None
+        try:
+            self.tasks_factory().enqueue(batch_task(replay_id, 0))
+        except PublishError as exc:
+            with self.engine_factory().begin() as conn:
+                replays.finish(conn, replay_id, "cancelled")
+                dead_letters.release_replay(conn, replay_id)
+                self._audit(conn, caller, "replay.abort", "task queue unavailable",
+                            {"replay_id": replay_id}, {})  # fmt: skip
+            raise ServiceUnavailable("could not start the replay; nothing was changed") from exc
+
+    def get_replay(self, raw_id: str) -> Response:
+        replay_id = int_arg(raw_id, "id", 1, 2**62) or 0
+        with self.engine_factory().connect() as conn:
+            replay = replays.get(conn, replay_id)
+        if replay is None:
+            raise NotFound(f"no replay {replay_id}")
+        return json_response(replay_json(replay))
+
+    def cancel_replay(self, raw_id: str, request: Request, caller: Caller) -> Response:
+        replay_id = int_arg(raw_id, "id", 1, 2**62) or 0
+        body = parse_json(CancelIn, request)
+        with self.engine_factory().begin() as conn:
+            replay = replays.get(conn, replay_id, lock=True)
+            if replay is None:
+                raise NotFound(f"no replay {replay_id}")
+            released = 0
+            if replay.state == "running":
+                replays.finish(conn, replay_id, "cancelled")
+                released = dead_letters.release_replay(conn, replay_id)
+            self._audit(conn, caller, "replay.cancel", body.reason, {"replay_id": replay_id},
+                        {"released": released})  # fmt: skip
+            replay = replays.get(conn, replay_id)
+        assert replay is not None
+        return json_response(replay_json(replay))
+
+    def discard(self, request: Request, caller: Caller) -> Response:
+        body = parse_json(DiscardIn, request)
+        params = body.model_dump(mode="json", exclude={"reason"})
+        with self.engine_factory().begin() as conn:
+            count = dead_letters.discard(conn, body.selection())
+            self._audit(conn, caller, "discard", body.reason, params, {"discarded": count})
+        return json_response({"discarded": count})
+
+    # -- events and stats --------------------------------------------------------------
+    def list_events(self, request: Request) -> Response:
+        args = request.args
+        limit = int_arg(args.get("limit"), "limit", 1, MAX_PAGE) or 100
+        with self.engine_factory().connect() as conn:
+            rows = events.list_page(
+                conn, source=args.get("source"), type_=args.get("type"),
+                after_id=int_arg(args.get("cursor"), "cursor", 0, 2**62) or 0, limit=limit + 1,
+            )  # fmt: skip
+        page = rows[:limit]
+        return json_response(
+            {"items": [event_json(e) for e in page],
+             "next_cursor": str(page[-1].id) if len(rows) > limit else None}
+        )  # fmt: skip
+
+    def get_event(self, source: str, event_id: str) -> Response:
+        with self.engine_factory().connect() as conn:
+            event = events.get(conn, source, event_id)
+            txs = events.transactions(conn, source, event_id) if event else []
+        if event is None:
+            raise NotFound(f"no event {source}/{event_id}")
+        return json_response({**event_json(event), "transactions": txs})
+
+    def stats(self) -> Response:
+        with self.engine_factory().connect() as conn:
+            dead = dead_letters.stats(conn)
+        backlog = self.stats_provider() if self.stats_provider else {}
+        return json_response(
+            {"subscriptions": backlog.get("subscriptions", {}),
+             "queues": backlog.get("queues", {}), "dead_letters": dead}
+        )  # fmt: skip
+
+    @staticmethod
+    def _audit(
+        conn: Connection,
+        caller: Caller,
+        action: str,
+        reason: str,
+        params: dict[str, Any],
+        result: dict[str, Any],
+    ) -> None:
+        audit.record(
+            conn, actor=caller.actor, fingerprint=caller.fingerprint,
+            action=action, reason=reason, params=params, result=result,
+        )  # fmt: skip
+
+
+def dead_letter_json(row: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "origin": row.origin,
+        "subscription": row.subscription,
+        "message_id": row.message_id,
+        "source": row.source,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "delivery_count": row.delivery_count,
+        "error_class": row.error_class,
+        "reason": row.error_message,
+        "state": row.state,
+        "attributes": row.attributes,
+        "first_failed_at": row.first_failed_at.isoformat(),
+        "last_failed_at": row.last_failed_at.isoformat(),
+        "replay_id": row.replay_id,
+        "replay_of": row.replay_of,
+    }
+
+
+def replay_json(replay: Replay) -> dict[str, Any]:
+    return {
+        "id": replay.id,
+        "state": replay.state,
+        "total": replay.total,
+        "done": replay.done,
+        "failed": replay.failed,
+        "dry_run": replay.dry_run,
+        "max_per_second": replay.max_per_second,
+        "reason": replay.reason,
+        "actor": replay.actor,
+        "created_at": replay.created_at.isoformat(),
+        "finished_at": replay.finished_at.isoformat() if replay.finished_at else None,
+    }
+
+
+def event_json(event: events.Event) -> dict[str, Any]:
+    return {
+        "source": event.source,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "outcome": event.outcome,
+        "subscription": event.subscription,
+        "message_id": event.message_id,
+        "processed_at": event.processed_at.isoformat(),
+    }
+
+
+def int_arg(raw: str | None, name: str, low: int, high: int) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(raw)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(f"{where}: {first['msg']}", field=where) from exc
+
+
+def parse_json(model: type[M], request: Request) -> M:
+    try:
+        data = json.loads(request.get_data() or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("body is not valid JSON") from exc
+    return parse(model, data)

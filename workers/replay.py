@@ -1,0 +1,127 @@
+"""Runs an operator's replay as a chain of tasks on queue `replays`, one batch per task.
+
+Each task republishes up to a second's worth of dead letters (`max_per_second`) to where
+they came from, marks them replayed and schedules the next batch one second after this one
+started, so the rate holds without a long-running process: it works the same on Cloud Run,
+where nothing may run after the response. Cancelling flips the replay's state; the next
+batch sees it and stops, and the rows it never reached go back to `pending`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from common.db import dead_letters, replays
+from common.db.dead_letters import REPLAY_ID, REPLAY_OF, DeadLetter
+from common.errors import PermanentError, PublishError
+from common.logging import get_logger
+from common.messaging.publisher import OutboundMessage, Publisher
+from common.messaging.tasks import TaskQueue, TaskRequest
+from common.replay_tasks import batch_task
+from common.topology import Topology
+
+log = get_logger(__name__)
+
+MAX_BATCH = 1000
+
+
+class ReplayRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        topology: Topology,
+        publisher: Publisher,
+        tasks: TaskQueue,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._topology = topology
+        self._publisher = publisher
+        self._tasks = tasks
+        self._clock = clock
+
+    def __call__(self, body: bytes) -> None:
+        try:
+            doc = json.loads(body)
+            replay_id, seq = int(doc["replay_id"]), int(doc["seq"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentError("replay task body needs replay_id and seq") from exc
+        started = self._clock()
+        with self._engine.begin() as conn:
+            replay = replays.get(conn, replay_id)
+            if replay is None or replay.state != "running":
+                return
+            batch = max(1, min(MAX_BATCH, int(replay.max_per_second)))
+            rows = dead_letters.next_to_replay(conn, replay_id, batch)
+            if not rows:
+                replays.finish(conn, replay_id, "done")
+                log.info("replay finished", replay_id=replay_id)
+                return
+            published, failed = self._republish(rows, replay_id)
+            if published:
+                dead_letters.mark_replayed(conn, published)
+            if failed:
+                dead_letters.release_ids(conn, failed)
+            replays.progress(conn, replay_id, len(published), len(failed))
+        log.info("replay batch", replay_id=replay_id, seq=seq, published=len(published),
+                 failed=len(failed))  # fmt: skip
+        pause = timedelta(seconds=len(rows) / replay.max_per_second)
+        self._tasks.enqueue(batch_task(replay_id, seq + 1, started + pause))
+
+    def _republish(self, rows: list[DeadLetter], replay_id: int) -> tuple[list[int], list[int]]:
+        """Groups by destination so each topic gets one publish call per batch."""
+        by_topic: dict[str, list[DeadLetter]] = defaultdict(list)
+        published: list[int] = []
+        failed: list[int] = []
+        for row in rows:
+            if row.subscription.startswith("tasks/"):
+                (published if self._requeue(row, replay_id) else failed).append(row.id)
+                continue
+            subscription = self._topology.subscription(row.subscription)
+            if subscription is None:
+                failed.append(row.id)
+                continue
+            by_topic[subscription.topic].append(row)
+        for topic, group in by_topic.items():
+            messages = [
+                OutboundMessage(
+                    row.data, {**row.attributes, REPLAY_OF: str(row.id), REPLAY_ID: str(replay_id)}
+                )
+                for row in group
+            ]
+            try:
+                self._publisher.publish_many(topic, [_strip_dead_letter_attrs(m) for m in messages])
+                published.extend(row.id for row in group)
+            except PublishError as exc:
+                log.warning("replay publish failed", topic=topic, error=str(exc))
+                failed.extend(row.id for row in group)
+        return published, failed
+
+    def _requeue(self, row: DeadLetter, replay_id: int) -> bool:
+        queue = row.subscription.removeprefix("tasks/")
+        try:
+            self._tasks.enqueue(
+                TaskRequest(
+                    queue=queue,
+                    name=f"{row.message_id}-replay-{replay_id}"[:500],
+                    body=row.data,
+                    headers={"Content-Type": "application/json"},
+                )
+            )
+        except PublishError as exc:
+            log.warning("replay enqueue failed", queue=queue, error=str(exc))
+            return False
+        return True
+
+
+def _strip_dead_letter_attrs(message: OutboundMessage) -> OutboundMessage:
+    """The broker's CloudPubSubDeadLetter* attributes describe the old failure, not this one."""
+    kept = {
+        k: v for k, v in message.attributes.items() if not k.startswith("CloudPubSubDeadLetter")
+    }
+    return OutboundMessage(message.data, kept, message.ordering_key)
