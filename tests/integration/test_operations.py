@@ -59,8 +59,10 @@ def test_replay_after_the_cause_is_fixed_applies_once_and_is_audited(
             "filter": {"source": "stripe"}, "dry_run": True, "reason": "checking"})  # fmt: skip
         assert dry.json() == {"dry_run": True, "total": 3}
         assert client.put("/admin/accounts/acct_late", json={"currency": "usd"}).status_code == 201
-        started = client.post("/admin/dead-letters/replay", json={
-            "filter": {"source": "stripe"}, "reason": "account created", "max_per_second": 50})  # fmt: skip
+        replay_body = {"filter": {"source": "stripe"}, "reason": "account created"}
+        started = client.post(
+            "/admin/dead-letters/replay", json={**replay_body, "max_per_second": 50}
+        )
         assert started.status_code == 202
         replay = _finished(client, started.json()["replay_id"])
         assert (replay["state"], replay["total"], replay["done"], replay["failed"]) == (
@@ -82,8 +84,8 @@ def test_replay_after_the_cause_is_fixed_applies_once_and_is_audited(
         assert event["outcome"] == "applied"
         assert event["transactions"][0]["kind"] == "payment"
     with engine.connect() as conn:
-        actions = conn.execute(sa.text(
-            "SELECT actor, action, reason, result FROM operator_actions ORDER BY id")).all()  # fmt: skip
+        query = "SELECT actor, action, reason, result FROM operator_actions ORDER BY id"
+        actions = conn.execute(sa.text(query)).all()
     assert [(a.actor, a.action, a.reason) for a in actions] == [
         ("alice", "replay.dry-run", "checking"),
         ("alice", "replay.start", "account created"),
@@ -136,8 +138,8 @@ def test_cancel_stops_promptly_and_leaves_the_rest_pending(
                 """convert_to('{"type":"customer.created"}', 'UTF8'), """
                 "jsonb_build_object('source', 'stripe', 'event_id', 'evt_c' || n), 'seeded' "
                 "FROM generate_series(1, 60) AS n"))  # fmt: skip
-        started = client.post("/admin/dead-letters/replay", json={
-            "filter": {"reason": "seeded"}, "reason": "slow one", "max_per_second": 5}).json()  # fmt: skip
+        slow = {"filter": {"reason": "seeded"}, "reason": "slow one", "max_per_second": 5}
+        started = client.post("/admin/dead-letters/replay", json=slow).json()
         wait_for(lambda: client.get(f"/admin/replays/{started['replay_id']}").json()["done"] >= 5)
         cancelled = client.post(f"/admin/replays/{started['replay_id']}/cancel",
                                 json={"reason": "wrong filter"}).json()  # fmt: skip
