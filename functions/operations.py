@@ -10,10 +10,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from flask import Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from common.db import audit, dead_letters, events, replays
@@ -32,21 +40,47 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$"
 StatsProvider = Callable[[], dict[str, Any]]
 
 
+def _storable(value: str) -> str:
+    """PostgreSQL text holds neither NUL nor lone surrogates: refuse them as 400, not 500."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+DeadLetterId = Annotated[int, Field(ge=1, le=2**62)]
+
+
 class FilterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str | None = Field(default=None, pattern=NAME)
-    type: str | None = Field(default=None, max_length=256)
+    type: Text | None = Field(default=None, max_length=256)
     subscription: str | None = Field(default=None, pattern=NAME)
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    reason: Text | None = Field(default=None, min_length=1, max_length=500)
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
 
 
+class EventFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = Field(default=None, pattern=NAME)
+    type: Text | None = Field(default=None, max_length=256)
+
+
+class EventKeyIn(BaseModel):
+    source: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    event_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,256}$")
+
+
 class _Selected(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] | None = Field(default=None, min_length=1, max_length=10_000)
+    ids: list[DeadLetterId] | None = Field(default=None, min_length=1, max_length=10_000)
     filter: FilterIn | None = None
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
     @model_validator(mode="after")
     def _one_selector(self) -> _Selected:
@@ -72,7 +106,7 @@ class DiscardIn(_Selected):
 
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 @dataclass(frozen=True)
@@ -82,8 +116,13 @@ class Caller:
 
     @classmethod
     def of(cls, request: Request, token: str) -> Caller:
-        claimed = request.headers.get("X-Hookyard-Operator", "").strip()
-        actor = claimed if claimed.isprintable() and 0 < len(claimed) <= 100 else "unknown"
+        claimed = request.headers.get("X-Hookyard-Operator")
+        if claimed is not None and not (claimed.isprintable() and len(claimed) <= 100):
+            raise BadRequest(
+                "X-Hookyard-Operator must be printable and at most 100 characters",
+                field="X-Hookyard-Operator",
+            )
+        actor = (claimed or "").strip() or "unknown"
         return cls(actor, hashlib.sha256(token.encode()).hexdigest()[:12])
 
 
@@ -207,9 +246,10 @@ class Operations:
     def list_events(self, request: Request) -> Response:
         args = request.args
         limit = int_arg(args.get("limit"), "limit", 1, MAX_PAGE) or 100
+        filters = parse(EventFilter, {k: args[k] for k in ("source", "type") if k in args})
         with self.engine_factory().connect() as conn:
             rows = events.list_page(
-                conn, source=args.get("source"), type_=args.get("type"),
+                conn, source=filters.source, type_=filters.type,
                 after_id=int_arg(args.get("cursor"), "cursor", 0, 2**62) or 0, limit=limit + 1,
             )  # fmt: skip
         page = rows[:limit]
@@ -219,6 +259,7 @@ class Operations:
         )  # fmt: skip
 
     def get_event(self, source: str, event_id: str) -> Response:
+        parse(EventKeyIn, {"source": source, "event_id": event_id})
         with self.engine_factory().connect() as conn:
             event = events.get(conn, source, event_id)
             txs = events.transactions(conn, source, event_id) if event else []
