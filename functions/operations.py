@@ -86,6 +86,9 @@ class _Selected(BaseModel):
     def _one_selector(self) -> _Selected:
         if (self.ids is None) == (self.filter is None):
             raise ValueError("give exactly one of ids or filter")
+        if self.filter is not None and not self.filter.model_dump(exclude_none=True):
+            # An empty filter would select every pending dead letter: too easy by accident.
+            raise ValueError("filter needs at least one field")
         return self
 
     def selection(self) -> Selection:

@@ -53,7 +53,9 @@ class ReplayRunner:
             raise PermanentError("replay task body needs replay_id and seq") from exc
         started = self._clock()
         with self._engine.begin() as conn:
-            replay = replays.get(conn, replay_id)
+            # Lock order replays -> dead_letters, as cancel takes them: no deadlock, and a
+            # cancel that committed is seen here before anything is published.
+            replay = replays.get(conn, replay_id, lock=True)
             if replay is None or replay.state != "running":
                 return
             batch = max(1, min(MAX_BATCH, int(replay.max_per_second)))
