@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from common.config import Settings
+from hookyard.operator_cli import register as register_operator_commands
 
 app = typer.Typer(
     name="hookyard",
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+register_operator_commands(app)
 
 
 def fail(message: str) -> typer.Exit:
