@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import sqlalchemy as sa
 
 from common.secrets import env_var_for
 from common.topology import get_topology
@@ -220,6 +221,59 @@ def test_notify_url_gets_one_signed_notification_per_change(dev: DevStack) -> No
     assert len(delivered_ids) == 2
     assert {b["caused_by"] for b in bodies} == {"evt_nt0", "evt_nt1"}
     assert max(b["available"] for b in bodies) == 620
+
+
+def _cli(dev: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookyard", *args, "--url", dev.url],
+        env={**dev.env, "HOOKYARD_ADMIN_TOKEN": ADMIN_TOKEN, "USER": "oncall"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_operator_story_dead_letters_replay_and_audit(dev: DevStack) -> None:
+    client = httpx.Client(base_url=dev.url, timeout=10,
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
+    for i, amount in enumerate([700, 300]):
+        body = stripe_event(f"evt_ops{i}", "payment_intent.succeeded", "acct_ops",
+                            amount_received=amount)  # fmt: skip
+        assert _send(client, body) == 202
+
+    def listed() -> list[dict[str, object]]:
+        result = _cli(dev, "dlq", "list", "--source", "stripe", "--json")
+        assert result.returncode == 0, result.stderr
+        return [d for d in json.loads(result.stdout) if str(d["event_id"]).startswith("evt_ops")]
+
+    rows = wait_for(lambda: len(found := listed()) == 2 and found, timeout=30)
+    assert all("unknown account" in str(r["reason"]) for r in rows)
+
+    assert client.put("/admin/accounts/acct_ops", json={"currency": "usd"}).status_code == 201
+    replay = _cli(dev, "dlq", "replay", "--filter", "source=stripe", "--reason", "account created",
+                  "--json")  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout)["state"] == "done"
+    wait_for(lambda: client.get("/admin/accounts/acct_ops").json()["available"] == 1000)
+
+    again = _cli(dev, "dlq", "replay", "--filter", "source=stripe", "--reason", "account created",
+                 "--json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    time.sleep(1.0)
+    assert client.get("/admin/accounts/acct_ops").json()["available"] == 1000
+
+    from hookyard.local_postgres import LocalPostgres
+
+    engine = sa.create_engine(LocalPostgres(dev.data_dir / "postgres").url("hookyard"))
+    try:
+        with engine.connect() as conn:
+            actions = conn.execute(sa.text(
+                "SELECT actor, action, reason FROM operator_actions "
+                "WHERE action = 'replay.start' ORDER BY id")).all()  # fmt: skip
+    finally:
+        engine.dispose()
+    assert [tuple(a) for a in actions][-2:] == [
+        ("oncall", "replay.start", "account created"),
+        ("oncall", "replay.start", "account created"),
+    ]
 
 
 # Last on purpose: it stops the module's stack.
