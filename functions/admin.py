@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from flask import Request, Response
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy.engine import Engine
 
 from common.db import accounts, ledger, outbox
@@ -25,7 +25,7 @@ from common.http import json_response, path_parts, problem_response, require_met
 from common.logging import bind_context, get_logger
 from common.secrets import SecretStore, get_secret_store
 from common.tracing import parse_trace
-from functions.operations import Caller, Operations, int_arg
+from functions.operations import Caller, Operations, int_arg, paged, parse_json
 
 log = get_logger(__name__)
 
@@ -130,10 +130,7 @@ class Admin:
 
     def _put_account(self, account_id: str, request: Request) -> Response:
         _check_account_id(account_id)
-        try:
-            body = AccountIn.model_validate_json(request.get_data())
-        except ValidationError as exc:
-            raise BadRequest(_validation_detail(exc)) from exc
+        body = parse_json(AccountIn, request)
         currency = body.currency.lower()
         notify_url = str(body.notify_url) if body.notify_url else None
         with self.engine_factory().begin() as conn:
@@ -166,13 +163,7 @@ class Admin:
             if accounts.get(conn, account_id) is None:
                 raise NotFound(f"no account {account_id!r}")
             rows = ledger.entries(conn, account_id, after_id=cursor, limit=limit + 1)
-        page = rows[:limit]
-        return json_response(
-            {
-                "items": [entry_json(e) for e in page],
-                "next_cursor": str(page[-1].id) if len(rows) > limit else None,
-            }
-        )
+        return paged(rows, limit, entry_json)
 
 
 def account_json(account: Account) -> dict[str, Any]:
@@ -208,12 +199,6 @@ def _route_key(parts: list[str]) -> str:
 def _check_account_id(account_id: str) -> None:
     if not re.fullmatch(ACCOUNT_ID, account_id):
         raise BadRequest("account id must be 1-128 characters of A-Z a-z 0-9 _ . -")
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from flask import Request, Response
 from pydantic import (
@@ -151,11 +151,7 @@ class Operations:
         )  # fmt: skip
         with self.engine_factory().connect() as conn:
             rows = dead_letters.list_page(conn, selection, limit + 1)
-        page = rows[:limit]
-        return json_response(
-            {"items": [dead_letter_json(d) for d in page],
-             "next_cursor": str(page[-1].id) if len(rows) > limit else None}
-        )  # fmt: skip
+        return paged(rows, limit, dead_letter_json)
 
     def get_dead_letter(self, raw_id: str) -> Response:
         dead_letter_id = int_arg(raw_id, "id", 1, 2**62) or 0
@@ -255,11 +251,7 @@ class Operations:
                 conn, source=filters.source, type_=filters.type,
                 after_id=int_arg(args.get("cursor"), "cursor", 0, 2**62) or 0, limit=limit + 1,
             )  # fmt: skip
-        page = rows[:limit]
-        return json_response(
-            {"items": [event_json(e) for e in page],
-             "next_cursor": str(page[-1].id) if len(rows) > limit else None}
-        )  # fmt: skip
+        return paged(rows, limit, event_json)
 
     def get_event(self, source: str, event_id: str) -> Response:
         parse(EventKeyIn, {"source": source, "event_id": event_id})
@@ -341,6 +333,21 @@ def event_json(event: events.Event) -> dict[str, Any]:
         "message_id": event.message_id,
         "processed_at": event.processed_at.isoformat(),
     }
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=_HasId)
+
+
+def paged(rows: list[R], limit: int, render: Callable[[R], dict[str, Any]]) -> Response:
+    """Callers fetch limit+1 rows: the extra one only says whether another page exists."""
+    page = rows[:limit]
+    next_cursor = str(page[-1].id) if len(rows) > limit else None
+    return json_response({"items": [render(r) for r in page], "next_cursor": next_cursor})
 
 
 def int_arg(raw: str | None, name: str, low: int, high: int) -> int | None:
