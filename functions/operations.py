@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar
@@ -17,6 +18,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -51,8 +53,28 @@ def _storable(value: str) -> str:
     return value
 
 
+def _json_integer(value: Any) -> Any:
+    """What JSON Schema calls an integer: 7 or 7.0, never true or "7"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+def _rfc3339(value: Any) -> Any:
+    """RFC 3339 with an offset, as `format: date-time` means; not a bare date or a number."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with a UTC offset")
+    return value
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 Text = Annotated[str, AfterValidator(_storable)]
-DeadLetterId = Annotated[int, Field(ge=1, le=2**62)]
+DeadLetterId = Annotated[int, BeforeValidator(_json_integer), Field(ge=1, le=2**62)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 class FilterIn(BaseModel):
@@ -61,8 +83,18 @@ class FilterIn(BaseModel):
     type: Text | None = Field(default=None, max_length=256)
     subscription: str | None = Field(default=None, pattern=NAME)
     reason: Text | None = Field(default=None, min_length=1, max_length=500)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """Leave a field out to not filter on it; an explicit null is a mistake."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None:
+                    raise ValueError(f"{key} must not be null")
+        return data
 
 
 class EventFilter(BaseModel):
@@ -99,8 +131,8 @@ class _Selected(BaseModel):
 
 
 class ReplayIn(_Selected):
-    dry_run: bool = False
-    max_per_second: float = Field(default=100, ge=1, le=1000)
+    dry_run: bool = Field(default=False, strict=True)
+    max_per_second: float = Field(default=100, ge=1, le=1000, strict=True)
 
 
 class DiscardIn(_Selected):
@@ -353,7 +385,7 @@ def paged(rows: list[R], limit: int, render: Callable[[R], dict[str, Any]]) -> R
 def int_arg(raw: str | None, name: str, low: int, high: int) -> int | None:
     if raw is None:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be an integer from {low} to {high}", field=name)
     return int(raw)
 
@@ -362,17 +394,24 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse(model: type[M], data: Any) -> M:
+    """Query strings: lax, since every value arrives as text."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(f"{where}: {first['msg']}", field=where) from exc
+        raise _bad_request(exc) from exc
 
 
 def parse_json(model: type[M], request: Request) -> M:
+    """JSON bodies; the models' own types refuse what JSON Schema would refuse."""
     try:
-        data = json.loads(request.get_data() or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("body is not valid JSON") from exc
-    return parse(model, data)
+        return model.model_validate_json(request.get_data() or b"null")
+    except ValidationError as exc:
+        raise _bad_request(exc) from exc
+
+
+def _bad_request(exc: ValidationError) -> BadRequest:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    if first["type"] == "json_invalid":
+        return BadRequest("body is not valid JSON")
+    return BadRequest(f"{where}: {first['msg']}", field=where)

@@ -32,7 +32,7 @@ def store_forwarded(conn: Connection, envelope: PushEnvelope) -> int:
         message_id=envelope.message.message_id,
         data=envelope.message.data,
         attributes=attrs,
-        delivery_count=int(count) if count.isdigit() else 0,
+        delivery_count=int(count) if count.isascii() and count.isdigit() else 0,
         error_class=failure.error_class if failure else "MaxDeliveryAttemptsExceeded",
         error_message=f"{failure.error_message} ({exhausted})" if failure else exhausted,
         first_failed_at=failure.first_failed_at if failure else None,

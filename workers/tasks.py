@@ -93,6 +93,6 @@ class TaskWorker:
 
 def _int_header(request: Request, name: str) -> int:
     raw = request.headers.get(name, "0")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise BadRequest(f"{name} must be a non-negative integer", field=name)
     return int(raw)

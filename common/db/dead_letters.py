@@ -144,7 +144,7 @@ def record(
             "delivery_count": delivery_count,
             "error_class": error_class,
             "error_message": (error_message or "")[:2000] or None,
-            "replay_of": int(replay_of) if replay_of.isdigit() else None,
+            "replay_of": int(replay_of) if replay_of.isascii() and replay_of.isdigit() else None,
             "first_failed_at": first_failed_at,
         },
     ).scalar_one()

@@ -67,3 +67,7 @@ def test_json_pointer() -> None:
     assert resolve(doc, "/a/missing") is None
     assert resolve(doc, "/a/b~1c/9") is None
     assert resolve([1], "/x") is None
+
+
+def test_pointer_indexes_are_ascii_digits_only() -> None:
+    assert resolve([1, 2, 3, 4], "/³") is None
