@@ -204,8 +204,14 @@ def _check_account_id(account_id: str) -> None:
 @lru_cache(maxsize=1)
 def default_admin() -> Admin:
     from common.config import get_settings
+    from common.messaging.publisher import get_task_queue
 
-    return Admin(get_engine, get_secret_store(), get_settings().gcp_project)
+    return Admin(
+        get_engine,
+        get_secret_store(),
+        get_settings().gcp_project,
+        Operations(get_engine, get_task_queue),
+    )
 
 
 def handle(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""The worker service as deployed: push endpoints plus health, on the process-wide engine."""
+"""The worker service as deployed: push and task endpoints plus health, on the process-wide
+engine, publisher and task queue (Pub/Sub and Cloud Tasks in GCP, the emulators locally)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,34 @@ from common.db.engine import get_engine
 from common.errors import NotFound
 from common.health import Health, database_ready
 from common.http import problem_response
+from common.messaging.publisher import get_publisher, get_task_queue
+from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
+from common.replay_tasks import REPLAYS_QUEUE
+from common.secrets import get_secret_store
+from common.topology import get_topology
+from workers.notifications import Notifier
 from workers.push import Worker
+from workers.replay import ReplayRunner
+from workers.tasks import TaskHandler, TaskWorker
 
 
 @lru_cache(maxsize=1)
 def _worker() -> Worker:
-    return Worker(get_engine(), get_settings().gcp_project)
+    engine = get_engine()
+    relay = OutboxRelay(engine, get_task_queue())
+    return Worker(engine, get_settings().gcp_project, relay=relay)
+
+
+@lru_cache(maxsize=1)
+def _tasks() -> TaskWorker:
+    engine, settings, topology = get_engine(), get_settings(), get_topology()
+    handlers: dict[str, TaskHandler] = {
+        NOTIFICATIONS_QUEUE: Notifier(
+            engine, get_secret_store(), timeout_s=settings.notify_timeout_s
+        ),
+        REPLAYS_QUEUE: ReplayRunner(engine, topology, get_publisher(), get_task_queue()),
+    }
+    return TaskWorker(engine, topology, handlers, settings.gcp_project)
 
 
 @lru_cache(maxsize=1)
@@ -27,6 +50,8 @@ def _health() -> Health:
 def handle(request: Request) -> Response:
     if request.path.startswith("/pubsub/"):
         return _worker().handle(request)
+    if request.path.startswith("/tasks/"):
+        return _tasks().handle(request)
     if request.path.startswith("/health/"):
         return _health().handle(request)
     return problem_response(NotFound(f"no route for {request.path}"), request.path)
