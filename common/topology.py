@@ -120,6 +120,48 @@ class Queue(_Model):
         return f"/tasks/{self.name}"
 
 
+class SchedulerRetryConfig(_Model):
+    """Cloud Scheduler `retry_config` (reference/gcp.md 3), durations in seconds."""
+
+    retry_count: int = Field(default=0, ge=0, le=5)
+    max_retry_duration_s: float = Field(default=0, ge=0)
+    min_backoff_s: float = Field(default=5, ge=0)
+    max_backoff_s: float = Field(default=3600, ge=0)
+    max_doublings: int = Field(default=5, ge=0)
+
+
+class Job(_Model):
+    """A Cloud Scheduler job: at each tick it POSTs `/cron/{name}` on the cron function,
+    which enqueues the named task `{name}-{schedule time}` on queue `jobs`."""
+
+    name: ResourceName
+    schedule: str = Field(min_length=9, description="unix-cron, five fields")
+    time_zone: str = "Etc/UTC"
+    description: str = ""
+    retry_config: SchedulerRetryConfig = SchedulerRetryConfig()
+    attempt_deadline_s: int = Field(default=180, ge=15, le=1800)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        from croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"not a five-field unix-cron expression: {value!r}")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
 class FieldRef(_Model):
     """Where a value lives in a request: a header, a JSON pointer, or a form field."""
 
@@ -196,6 +238,7 @@ class Topology(_Model):
     subscriptions: list[Subscription] = []
     sources: list[Source] = []
     queues: list[Queue] = []
+    jobs: list[Job] = []
     secrets: list[ResourceName] = []
 
     @model_validator(mode="after")
@@ -205,6 +248,9 @@ class Topology(_Model):
         _unique("subscription", [s.name for s in self.subscriptions])
         _unique("source", [s.name for s in self.sources])
         _unique("queue", [q.name for q in self.queues])
+        _unique("job", [j.name for j in self.jobs])
+        if self.jobs and self.queue("jobs") is None:
+            raise ValueError("scheduler jobs need a queue named jobs")
         _unique("push_path", [s.push_path for s in self.subscriptions])
         for sub in self.subscriptions:
             if sub.topic not in topics:
@@ -233,6 +279,9 @@ class Topology(_Model):
 
     def queue(self, name: str) -> Queue | None:
         return next((q for q in self.queues if q.name == name), None)
+
+    def job(self, name: str) -> Job | None:
+        return next((j for j in self.jobs if j.name == name), None)
 
     def all_secret_names(self) -> list[str]:
         return sorted({*self.secrets, *(s.secret for s in self.sources)})
