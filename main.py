@@ -1,4 +1,4 @@
-"""functions-framework targets for deployment: `webhook`, `admin`, `worker`.
+"""functions-framework targets for deployment: `webhook`, `cron`, `admin`, `worker`.
 
 Each target receives every path and routes on `request.path`, exactly as the local stack
 does, so one deployment artefact serves whichever function `--target` names.
@@ -15,6 +15,13 @@ def webhook(request: Request) -> Response:
     from functions import webhooks
 
     return webhooks.handle(request)
+
+
+@functions_framework.http
+def cron(request: Request) -> Response:
+    from functions import cron as cron_function
+
+    return cron_function.handle(request)
 
 
 @functions_framework.http

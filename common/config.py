@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     tasks_service_account: str | None = Field(
         default=None, description="service account whose OIDC token Cloud Tasks attaches"
     )
+    scheduler_service_account: str | None = Field(
+        default=None, description="the only identity /cron accepts in gcp mode (OIDC email)"
+    )
+    cron_audience: str | None = Field(
+        default=None, description="the OIDC audience Cloud Scheduler mints tokens for"
+    )
+    scheduler_enabled: bool = Field(default=True, description="hookyard dev's local scheduler")
+    schedule_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description='local only: {"job": "cron"}; a sixth field adds seconds (tests, demos)',
+    )
     notify_timeout_s: float = Field(default=10.0, gt=0, le=60)
     outbox_sweep_interval_s: float = Field(default=30.0, gt=0)
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)

@@ -32,6 +32,7 @@ def openapi_document(topology: Topology, *, include_emulator: bool = True) -> di
     subscriptions = [s.push_path.rsplit("/", 1)[-1] for s in topology.subscriptions]
     _enum(paths["/pubsub/{subscription}"]["post"], "subscription", subscriptions)
     _enum(paths["/tasks/{queue}"]["post"], "queue", [q.name for q in topology.queues])
+    _enum(paths["/cron/{job}"]["post"], "job", [j.name for j in topology.jobs])
     if not include_emulator:
         for path in [p for p in paths if p.startswith("/emulator/")]:
             del paths[path]

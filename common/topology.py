@@ -135,7 +135,7 @@ class Job(_Model):
     which enqueues the named task `{name}-{schedule time}` on queue `jobs`."""
 
     name: ResourceName
-    schedule: str = Field(min_length=9, description="unix-cron, five fields")
+    schedule: str = Field(description="unix-cron, five fields")
     time_zone: str = "Etc/UTC"
     description: str = ""
     retry_config: SchedulerRetryConfig = SchedulerRetryConfig()

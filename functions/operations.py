@@ -26,7 +26,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from common.db import audit, dead_letters, events, replays
+from common.db import audit, dead_letters, events, reconciliations, replays
 from common.db.dead_letters import DeadLetter, Selection
 from common.db.replays import Replay
 from common.errors import BadRequest, NotFound, PublishError, ServiceUnavailable
@@ -297,10 +297,12 @@ class Operations:
     def stats(self) -> Response:
         with self.engine_factory().connect() as conn:
             dead = dead_letters.stats(conn)
+            reconciliation = reconciliations.last_reconciliation(conn)
         backlog = self.stats_provider() if self.stats_provider else {}
         return json_response(
             {"subscriptions": backlog.get("subscriptions", {}),
-             "queues": backlog.get("queues", {}), "dead_letters": dead}
+             "queues": backlog.get("queues", {}), "dead_letters": dead,
+             "last_reconciliation": reconciliation}
         )  # fmt: skip
 
     @staticmethod

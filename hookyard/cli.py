@@ -37,6 +37,9 @@ def dev(
         int | None, typer.Option(help="Port to serve on (default 8080 or HOOKYARD_PORT).")
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    scheduler: Annotated[
+        bool, typer.Option("--scheduler/--no-scheduler", help="Run the local Cloud Scheduler.")
+    ] = True,
 ) -> None:
     """Run the local stack: embedded PostgreSQL, the local broker and every endpoint."""
     from common.logging import configure_logging
@@ -47,6 +50,8 @@ def dev(
         overrides["port"] = port
     if host is not None:
         overrides["host"] = host
+    if not scheduler:
+        overrides["scheduler_enabled"] = False
     settings = Settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
@@ -139,6 +144,75 @@ def send(
             else:
                 typer.echo(f"{response.status_code} {response.text.strip()}")
     if failures:
+        raise typer.Exit(code=1)
+
+
+cron_app = typer.Typer(help="Scheduled jobs: what runs when, and running one by hand.")
+app.add_typer(cron_app, name="cron")
+
+
+@cron_app.command("list")
+def cron_list(
+    count: Annotated[int, typer.Option(min=1, max=20, help="Next runs to show per job.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Each job's schedule, time zone and next run times (UTC)."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from common.topology import get_topology
+    from hookyard.scheduler import upcoming
+
+    topology = get_topology()
+    ticks = upcoming(topology, datetime.now(UTC), count)
+    nexts = {
+        job.name: [t.at.isoformat() for t in ticks if t.job == job.name] for job in topology.jobs
+    }
+    if as_json:
+        rows = [
+            {"job": j.name, "schedule": j.schedule, "time_zone": j.time_zone, "next": nexts[j.name]}
+            for j in topology.jobs
+        ]
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("job", "schedule", "time zone", "next runs (UTC)")
+    for job in topology.jobs:
+        table.add_row(job.name, job.schedule, job.time_zone, "\n".join(nexts[job.name]))
+    Console().print(table)
+
+
+@cron_app.command("run")
+def cron_run(
+    job: Annotated[str, typer.Argument(help="Job name, as in topology.yaml.")],
+    at: Annotated[
+        str | None, typer.Option(help="Schedule time, RFC 3339 (default: now, to the minute).")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Cron endpoint base (default: local).")] = None,
+) -> None:
+    """Trigger JOB as Cloud Scheduler would; a second run for the same time is a no-op."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from common.topology import get_topology
+    from functions.cron import parse_schedule_time
+    from hookyard.scheduler import scheduler_headers
+
+    if get_topology().job(job) is None:
+        raise fail(f"unknown job {job!r}")
+    try:
+        when = parse_schedule_time(at, datetime.now(UTC).timestamp())
+    except Exception as exc:
+        raise typer.BadParameter("--at must be RFC 3339 with a UTC offset") from exc
+    target = f"{(url or Settings().base_url).rstrip('/')}/cron/{job}"
+    try:
+        response = httpx.post(target, headers=scheduler_headers(job, when), timeout=30)
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
+    typer.echo(f"{response.status_code} {response.text.strip()}")
+    if not response.is_success:
         raise typer.Exit(code=1)
 
 

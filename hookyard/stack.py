@@ -23,6 +23,7 @@ from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
 from common.health import Health, database_ready
 from common.http import Handler
+from common.job_tasks import JOBS_QUEUE
 from common.logging import get_logger
 from common.messaging.local import LocalPublisher
 from common.messaging.tasks import LocalTaskQueue
@@ -31,6 +32,7 @@ from common.replay_tasks import REPLAYS_QUEUE
 from common.secrets import EnvSecretStore
 from common.topology import Topology, get_topology
 from functions.admin import Admin
+from functions.cron import CronIngest, LocalAuthorizer
 from functions.operations import Operations
 from functions.webhooks import WebhookIngest
 from hookyard.broker import Broker
@@ -38,10 +40,11 @@ from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.emulator_stats import emulator_backlog
 from hookyard.local_postgres import LocalPostgres
-from hookyard.periodic import Periodic
+from hookyard.scheduler import LocalScheduler
 from hookyard.server import create_app, openapi_handler
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
+from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
 from workers.notifications import Notifier
 from workers.push import EnvelopeHook, Worker
 from workers.replay import ReplayRunner
@@ -68,7 +71,7 @@ class LocalStack:
     broker: Broker | None = field(default=None, init=False)
     tasks: TaskEmulator | None = field(default=None, init=False)
     notifier: Notifier | None = field(default=None, init=False)
-    sweeper: Periodic | None = field(default=None, init=False)
+    scheduler: LocalScheduler | None = field(default=None, init=False)
     server: BaseWSGIServer | None = field(default=None, init=False)
     generated_secrets: list[str] = field(default_factory=list, init=False)
     mounts: dict[str, Any] = field(default_factory=dict, init=False)
@@ -134,6 +137,8 @@ class LocalStack:
             {
                 NOTIFICATIONS_QUEUE: self.notifier,
                 REPLAYS_QUEUE: ReplayRunner(engine, self.topology, publisher, task_queue),
+                JOBS_QUEUE: JobRunner(engine, self.topology, task_queue, relay),
+                STATEMENTS_QUEUE: StatementWriter(engine),
             },
             project,
         )
@@ -146,6 +151,9 @@ class LocalStack:
                 "admin": Admin(lambda: engine, store, project, operations).handle,
                 "pubsub": worker.handle,
                 "tasks": task_worker.handle,
+                "cron": CronIngest(
+                    self.topology, lambda: task_queue, LocalAuthorizer(), project
+                ).handle,
                 "health": Health(database_ready(lambda: engine)).handle,
                 "emulator": emulator_handler(self.broker, self.tasks),
                 "openapi.json": openapi_handler(self.topology),
@@ -157,14 +165,17 @@ class LocalStack:
         self._thread.start()
         self.broker.start()
         self.tasks.start()
-        self.sweeper = Periodic("outbox-sweeper", settings.outbox_sweep_interval_s, relay.sweep)
-        self.sweeper.start()
+        if settings.scheduler_enabled:
+            self.scheduler = LocalScheduler(
+                self.topology, base, overrides=settings.schedule_overrides
+            )
+            self.scheduler.start()
         log.info("hookyard listening", url=base, database=_safe_url(url))
 
     def stop(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.stop()
-            self.sweeper = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.shutdown()

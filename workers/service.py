@@ -12,11 +12,13 @@ from common.db.engine import get_engine
 from common.errors import NotFound
 from common.health import Health, database_ready
 from common.http import problem_response
+from common.job_tasks import JOBS_QUEUE
 from common.messaging.publisher import get_publisher, get_task_queue
 from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
 from common.replay_tasks import REPLAYS_QUEUE
 from common.secrets import get_secret_store
 from common.topology import get_topology
+from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
 from workers.notifications import Notifier
 from workers.push import Worker
 from workers.replay import ReplayRunner
@@ -38,6 +40,10 @@ def _tasks() -> TaskWorker:
             engine, get_secret_store(), timeout_s=settings.notify_timeout_s
         ),
         REPLAYS_QUEUE: ReplayRunner(engine, topology, get_publisher(), get_task_queue()),
+        JOBS_QUEUE: JobRunner(
+            engine, topology, get_task_queue(), OutboxRelay(engine, get_task_queue())
+        ),
+        STATEMENTS_QUEUE: StatementWriter(engine),
     }
     return TaskWorker(engine, topology, handlers, settings.gcp_project)
 
