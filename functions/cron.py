@@ -30,6 +30,7 @@ log = get_logger(__name__)
 
 PREFIX = "/cron"
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
+GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 
 
 class Authorizer(Protocol):
@@ -73,6 +74,8 @@ class OidcAuthorizer:
                 )
         except Exception as exc:
             raise UnauthorizedProblem("invalid OIDC token") from exc
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            raise UnauthorizedProblem("token was not issued by Google")
         if claims.get("email") != self._service_account or not claims.get("email_verified"):
             raise UnauthorizedProblem("token is not from the scheduler's service account")
 
