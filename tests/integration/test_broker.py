@@ -137,7 +137,12 @@ class Receiver:
             started=time.monotonic(),
         )
         with self._cond:
-            nth = sum(1 for r in self.requests if r.message_id == received.message_id)
+            # Per subscription: each one's copy has its own attempt history.
+            nth = sum(
+                1
+                for r in self.requests
+                if r.message_id == received.message_id and r.subscription == received.subscription
+            )
             self.requests.append(received)
             self._active += 1
             self.max_active = max(self.max_active, self._active)
