@@ -8,7 +8,6 @@ row lock; the rare concurrent double-send is exactly what the receiver's dedup a
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from common.db import accounts, outbox
 from common.errors import PermanentError, TransientError
+from common.lazy import Lazy
 from common.logging import get_logger
 from common.secrets import SecretStore
 
@@ -40,19 +40,11 @@ class Notifier:
         self._secrets = secrets
         self._timeout = timeout_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._http: httpx.Client | None = None
-
-    def _client(self) -> httpx.Client:
-        if self._http is None:
-            with self._lock:
-                if self._http is None:
-                    self._http = httpx.Client(timeout=self._timeout, follow_redirects=False)
-        return self._http
+        self._http = Lazy(lambda: httpx.Client(timeout=self._timeout, follow_redirects=False))
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
+        if self._http.built is not None:
+            self._http.built.close()
 
     def __call__(self, body: bytes) -> None:
         outbox_id = _outbox_id(body)
@@ -88,7 +80,9 @@ class Notifier:
         status: int | None = None
         error: str | None = None
         try:
-            status = self._client().post(url, content=payload.encode(), headers=headers).status_code
+            status = (
+                self._http.get().post(url, content=payload.encode(), headers=headers).status_code
+            )
         except httpx.HTTPError as exc:
             error = type(exc).__name__
         elapsed_ms = int((time.monotonic() - began) * 1000)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from common.errors import PublishError
+from common.lazy import Lazy
 from common.messaging.tasks import TaskRequest
+
+
+def _tasks_client() -> Any:
+    from google.cloud import tasks_v2
+
+    return tasks_v2.CloudTasksClient()
 
 
 class CloudTasksQueue:
@@ -25,17 +31,10 @@ class CloudTasksQueue:
         self._worker_url = worker_url.rstrip("/")
         self._service_account = service_account
         self._timeout = timeout_s
-        self._client = client
-        self._lock = threading.Lock()
+        self._client: Lazy[Any] = Lazy(_tasks_client, client)
 
     def _get_client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    from google.cloud import tasks_v2
-
-                    self._client = tasks_v2.CloudTasksClient()
-        return self._client
+        return self._client.get()
 
     def enqueue(self, task: TaskRequest) -> bool:
         from google.api_core import exceptions as gexc

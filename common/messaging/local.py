@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from tenacity import (
 )
 
 from common.errors import PublishError
+from common.lazy import Lazy
 from common.messaging.publisher import OutboundMessage
 
 
@@ -29,20 +29,15 @@ class LocalPublisher:
         self._base = base_url.rstrip("/")
         self._project = project
         self._timeout = timeout_s
-        self._lock = threading.Lock()
-        self._shared: httpx.Client | None = None
+        self._client = Lazy(self._build)
 
-    def _client(self) -> httpx.Client:
+    def _build(self) -> httpx.Client:
         """One pooled client for every thread: building one costs milliseconds (TLS context)."""
-        if self._shared is None:
-            with self._lock:
-                if self._shared is None:
-                    self._shared = httpx.Client(
-                        base_url=self._base,
-                        timeout=self._timeout,
-                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-                    )
-        return self._shared
+        return httpx.Client(
+            base_url=self._base,
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
 
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""
@@ -79,4 +74,4 @@ class LocalPublisher:
     )
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """Only connection failures are retried: the request never reached the broker."""
-        return self._client().post(path, json=body)
+        return self._client.get().post(path, json=body)

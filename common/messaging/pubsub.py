@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from common.errors import PublishError
+from common.lazy import Lazy
 from common.messaging.publisher import OutboundMessage
+
+
+def _publisher_client() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    return pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        # Ingest publishes one message per request and waits for it.
+        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0),
+    )
 
 
 class PubSubPublisher:
     def __init__(self, project: str, timeout_s: float, client: Any = None) -> None:
         self._project = project
         self._timeout = timeout_s
-        self._client = client
-        self._lock = threading.Lock()
+        self._client: Lazy[Any] = Lazy(_publisher_client, client)
 
     def _get_client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-                    self._client = pubsub_v1.PublisherClient(
-                        publisher_options=pubsub_v1.types.PublisherOptions(
-                            enable_message_ordering=True
-                        ),
-                        # Ingest publishes one message per request and waits for it.
-                        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0),
-                    )
-        return self._client
+        return self._client.get()
 
     def publish_many(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
         """Every future is started before any is awaited, so the client batches them."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from common.errors import PublishError
+from common.lazy import Lazy
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 # A refused connection means the request never arrived, so repeating it cannot create the
@@ -76,8 +76,8 @@ class LocalTaskQueue:
         self._project = project
         self._location = location
         self._timeout = timeout_s
-        self._lock = threading.Lock()
-        self._http: httpx.Client | None = None
+        # Shared by every thread: a client per call would pay for a new pool each time.
+        self._client = Lazy(lambda: httpx.Client(base_url=self._base, timeout=self._timeout))
 
     def enqueue(self, task: TaskRequest) -> bool:
         if task.name is not None and not valid_task_id(task.name):
@@ -87,7 +87,7 @@ class LocalTaskQueue:
         path = create_task_path(self._project, self._location, task.queue)
         try:
             # A copy per call: a Retrying keeps per-run state.
-            response = _RECONNECT.copy()(self._client().post, path, json=self._payload(task))
+            response = _RECONNECT.copy()(self._client.get().post, path, json=self._payload(task))
         except httpx.HTTPError as exc:
             raise PublishError(f"local task emulator unreachable: {type(exc).__name__}") from exc
         if response.status_code == 200:
@@ -112,16 +112,6 @@ class LocalTaskQueue:
         if task.schedule_time is not None:
             body["scheduleTime"] = rfc3339(task.schedule_time)
         return {"task": body}
-
-    def _client(self) -> httpx.Client:
-        """Shared by every thread: a client per call would pay for a new pool each time."""
-        client = self._http
-        if client is None:
-            with self._lock:
-                client = self._http
-                if client is None:
-                    client = self._http = httpx.Client(base_url=self._base, timeout=self._timeout)
-        return client
 
 
 def _error_message(response: httpx.Response) -> str:

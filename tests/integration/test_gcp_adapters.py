@@ -77,7 +77,7 @@ def make_publisher(
     # the closed channel in a background thread.
     _join_commit_threads(timeout_s=5.0)
     for publisher in made:
-        client = publisher._client
+        client = publisher._client.built
         if client is not None:
             client.stop()
             client.transport.close()
