@@ -35,4 +35,4 @@ def test_built_once_whatever_the_thread_race() -> None:
 
 def test_an_injected_value_is_used_as_is() -> None:
     injected = object()
-    assert Lazy(lambda: object(), injected).get() is injected
+    assert Lazy(object, injected).get() is injected
