@@ -53,7 +53,6 @@ class Settings(BaseSettings):
         description='local only: {"job": "cron"}; a sixth field adds seconds (tests, demos)',
     )
     notify_timeout_s: float = Field(default=10.0, gt=0, le=60)
-    outbox_sweep_interval_s: float = Field(default=30.0, gt=0)
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

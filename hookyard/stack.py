@@ -123,11 +123,9 @@ class LocalStack:
         self.broker.install()
         self.tasks = TaskEmulator(engine, self.topology, base, project=project, location=location)
         self.tasks.install()
-        ingest = WebhookIngest(
-            self.topology, store, LocalPublisher(base, project, settings.publish_timeout_s), project
-        )
-        task_queue = LocalTaskQueue(base, project, location, settings.publish_timeout_s)
         publisher = LocalPublisher(base, project, settings.publish_timeout_s)
+        task_queue = LocalTaskQueue(base, project, location, settings.publish_timeout_s)
+        ingest = WebhookIngest(self.topology, store, publisher, project)
         relay = OutboxRelay(engine, task_queue)
         self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s)
         worker = Worker(engine, project, before_handle=self.worker_hook, relay=relay)
