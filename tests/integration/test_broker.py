@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,13 +18,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Request
 
 from common.messaging.local import LocalPublisher, publish_path
 from common.topology import DeadLetterPolicy, RetryPolicy, Subscription, Topic, Topology
 from hookyard.broker import Broker, store
 from hookyard.broker.http import handle_publish
 from hookyard.broker.settle import ACK_STATUSES, PushResult
+from tests.support.scripted_server import ScriptedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -102,72 +103,38 @@ class Received:
 Script = Callable[[Received, int], "tuple[int, float]"]
 
 
-@dataclass
-class Receiver:
-    """A push endpoint on a real socket: answers per `script`, records every request."""
+def _parse_push(request: Request) -> Received:
+    return Received(
+        subscription=request.path.removeprefix("/push/"),
+        body=json.loads(request.get_data()),
+        headers=dict(request.headers),
+        started=time.monotonic(),
+    )
 
-    script: Script = lambda _request, _nth: (200, 0.0)
-    requests: list[Received] = field(default_factory=list)
-    max_active: int = 0
-    _active: int = 0
-    _cond: threading.Condition = field(default_factory=threading.Condition)
 
-    def __post_init__(self) -> None:
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+class Receiver(ScriptedServer[Received]):
+    """A Pub/Sub push endpoint: answers per `script`, records every request. Attempts are
+    counted per subscription: each one's copy of a message has its own history."""
+
+    def __init__(self) -> None:
+        self.script: Script = lambda _request, _nth: (200, 0.0)
+        super().__init__(
+            _parse_push,
+            lambda a, b: a.message_id == b.message_id and a.subscription == b.subscription,
+            lambda record, nth: (*self.script(record, nth), {}),
         )
-        self._thread.start()
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def _app(self, environ: Any, start_response: Any) -> Any:
-        request = Request(environ)
-        received = Received(
-            subscription=request.path.removeprefix("/push/"),
-            body=json.loads(request.get_data()),
-            headers=dict(request.headers),
-            started=time.monotonic(),
-        )
-        with self._cond:
-            # Per subscription: each one's copy has its own attempt history.
-            nth = sum(
-                1
-                for r in self.requests
-                if r.message_id == received.message_id and r.subscription == received.subscription
-            )
-            self.requests.append(received)
-            self._active += 1
-            self.max_active = max(self.max_active, self._active)
-        try:
-            status, delay = self.script(received, nth)
-            time.sleep(delay)
-        finally:
-            with self._cond:
-                self._active -= 1
-                received.ended = time.monotonic()
-                self._cond.notify_all()
-        return Response(status=status)(environ, start_response)
+    def requests(self) -> list[Received]:
+        return self.records
 
     def wait_for(
-        self, done: Callable[[list[Received]], bool], timeout: float = 5.0
+        self, done: Callable[[list[Received]], bool], timeout: float = 5.0, describe: Any = None
     ) -> list[Received]:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: done(self.requests), timeout)
-            seen = list(self.requests)
-        assert ok, f"receiver saw {[(r.subscription, r.message_id) for r in seen]}"
-        return seen
+        return super().wait_for(done, timeout, lambda r: (r.subscription, r.message_id))
 
     def to(self, subscription: str) -> list[Received]:
-        with self._cond:
-            return [r for r in self.requests if r.subscription == subscription]
+        return self.matching(lambda r: r.subscription == subscription)
 
 
 @pytest.fixture

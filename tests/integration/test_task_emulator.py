@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,13 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from werkzeug.datastructures import Headers
 from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Request
 
 from common.errors import PublishError
 from common.messaging.tasks import LocalTaskQueue, TaskRequest, create_task_path, valid_task_id
 from common.topology import Queue, RateLimits, TaskRetryConfig, Topology
 from hookyard.tasks import TaskEmulator, store
 from hookyard.tasks.http import handle
+from tests.support.scripted_server import Reply, ScriptedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -63,8 +64,6 @@ TOPOLOGY = Topology(
     ],
 )
 
-Reply = tuple[int, float, dict[str, str]]
-
 
 @dataclass
 class Attempt:
@@ -84,69 +83,39 @@ def succeed(_attempt: Attempt, _nth: int) -> Reply:
     return 204, 0.0, {}
 
 
-@dataclass
-class Receiver:
+def _parse_task(request: Request) -> Attempt:
+    return Attempt(
+        queue=request.path.removeprefix("/tasks/"),
+        task=request.headers.get("X-CloudTasks-TaskName", ""),
+        body=request.get_data(),
+        headers=Headers(request.headers),
+        started=time.monotonic(),
+        wall=time.time(),
+    )
+
+
+class Receiver(ScriptedServer[Attempt]):
     """The worker's `/tasks/{queue}` on a real socket: answers per `script`, records all."""
 
-    script: Script = succeed
-    attempts: list[Attempt] = field(default_factory=list)
-    max_active: int = 0
-    _active: int = 0
-    _cond: threading.Condition = field(default_factory=threading.Condition)
-
-    def __post_init__(self) -> None:
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    def __init__(self) -> None:
+        self.script: Script = succeed
+        super().__init__(
+            _parse_task,
+            lambda a, b: a.task == b.task,
+            lambda attempt, nth: self.script(attempt, nth),  # noqa: PLW0108 - late-bound
         )
-        self._thread.start()
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def _app(self, environ: Any, start_response: Any) -> Any:
-        request = Request(environ)
-        attempt = Attempt(
-            queue=request.path.removeprefix("/tasks/"),
-            task=request.headers.get("X-CloudTasks-TaskName", ""),
-            body=request.get_data(),
-            headers=Headers(request.headers),
-            started=time.monotonic(),
-            wall=time.time(),
-        )
-        with self._cond:
-            nth = sum(1 for a in self.attempts if a.task == attempt.task)
-            self.attempts.append(attempt)
-            self._active += 1
-            self.max_active = max(self.max_active, self._active)
-        try:
-            status, delay, headers = self.script(attempt, nth)
-            time.sleep(delay)
-        finally:
-            with self._cond:
-                self._active -= 1
-                attempt.ended = time.monotonic()
-                self._cond.notify_all()
-        return Response(status=status, headers=headers)(environ, start_response)
+    def attempts(self) -> list[Attempt]:
+        return self.records
 
     def wait_for(
-        self, done: Callable[[list[Attempt]], bool], timeout: float = 5.0
+        self, done: Callable[[list[Attempt]], bool], timeout: float = 5.0, describe: Any = None
     ) -> list[Attempt]:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: done(self.attempts), timeout)
-            seen = list(self.attempts)
-        assert ok, f"receiver saw {[(a.queue, a.task) for a in seen]}"
-        return seen
+        return super().wait_for(done, timeout, lambda a: (a.queue, a.task))
 
     def of(self, task: str) -> list[Attempt]:
-        with self._cond:
-            return [a for a in self.attempts if a.task == task]
+        return self.matching(lambda a: a.task == task)
 
 
 @pytest.fixture
