@@ -122,16 +122,12 @@ class Receiver(ScriptedServer[Received]):
             _parse_push,
             lambda a, b: a.message_id == b.message_id and a.subscription == b.subscription,
             lambda record, nth: (*self.script(record, nth), {}),
+            describe=lambda r: (r.subscription, r.message_id),
         )
 
     @property
     def requests(self) -> list[Received]:
         return self.records
-
-    def wait_for(
-        self, done: Callable[[list[Received]], bool], timeout: float = 5.0, describe: Any = None
-    ) -> list[Received]:
-        return super().wait_for(done, timeout, lambda r: (r.subscription, r.message_id))
 
     def to(self, subscription: str) -> list[Received]:
         return self.matching(lambda r: r.subscription == subscription)

@@ -103,16 +103,12 @@ class Receiver(ScriptedServer[Attempt]):
             _parse_task,
             lambda a, b: a.task == b.task,
             lambda attempt, nth: self.script(attempt, nth),  # noqa: PLW0108 - late-bound
+            describe=lambda a: (a.queue, a.task),
         )
 
     @property
     def attempts(self) -> list[Attempt]:
         return self.records
-
-    def wait_for(
-        self, done: Callable[[list[Attempt]], bool], timeout: float = 5.0, describe: Any = None
-    ) -> list[Attempt]:
-        return super().wait_for(done, timeout, lambda a: (a.queue, a.task))
 
     def of(self, task: str) -> list[Attempt]:
         return self.matching(lambda a: a.task == task)

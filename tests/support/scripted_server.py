@@ -28,9 +28,12 @@ class ScriptedServer(Generic[R]):
         parse: Callable[[Request], R],
         same: Callable[[R, R], bool],
         answer: Callable[[R, int], Reply],
+        describe: Callable[[R], object] = repr,
     ) -> None:
-        """`same` says which earlier records count as attempts of this one (`nth`)."""
+        """`same` says which earlier records count as attempts of this one (`nth`);
+        `describe` is how a record reads in a failed wait."""
         self.records: list[R] = []
+        self._describe = describe
         self.max_active = 0
         self._parse, self._same, self.answer = parse, same, answer
         self._active = 0
@@ -68,16 +71,11 @@ class ScriptedServer(Generic[R]):
                 self._cond.notify_all()
         return Response(status=status, headers=headers)(environ, start_response)
 
-    def wait_for(
-        self,
-        done: Callable[[list[R]], bool],
-        timeout: float = 5.0,
-        describe: Callable[[R], object] = repr,
-    ) -> list[R]:
+    def wait_for(self, done: Callable[[list[R]], bool], timeout: float = 5.0) -> list[R]:
         with self._cond:
             ok = self._cond.wait_for(lambda: done(self.records), timeout)
             seen = list(self.records)
-        assert ok, f"receiver saw {[describe(r) for r in seen]}"
+        assert ok, f"receiver saw {[self._describe(r) for r in seen]}"
         return seen
 
     def matching(self, keep: Callable[[R], bool]) -> list[R]:
