@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,7 +52,31 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
         finally:
             dbapi_conn.autocommit = False
 
+    discard_connections_on_error(engine)
     return engine
+
+
+def discard_connections_on_error(engine: Engine) -> None:
+    """A connection that saw an exception inside a transaction is closed, never reused.
+
+    pg8000 can raise on the client after it has sent part of a statement (a parameter it
+    cannot encode, a timeout mid-read): the next reply on that socket then belongs to the
+    wrong statement, and a pooled connection in that state once committed one event's inbox
+    row without its effects. Closing the socket makes the server abort the transaction, so
+    nothing of it can commit; the pool opens a fresh connection for the next caller.
+    """
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _during_execution(context: sa.engine.ExceptionContext) -> None:
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+
+    @sa.event.listens_for(engine, "rollback")
+    def _while_unwinding(conn: Connection) -> None:
+        # A rollback that runs while an exception propagates (a `with engine.begin()` block
+        # that raised) discards the connection instead of trusting its protocol state.
+        if sys.exc_info()[1] is not None and not conn.invalidated:
+            conn.invalidate()
 
 
 def _cloud_sql_creator(settings: Settings) -> Any:

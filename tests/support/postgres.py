@@ -70,7 +70,8 @@ class TestServer:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def engine(self, database: str, **settings: object) -> Engine:
-        return create_db_engine(Settings(db_pool_size=10, **settings), self.url_for(database))  # type: ignore[arg-type]
+        options: dict[str, object] = {"db_pool_size": 10, **settings}
+        return create_db_engine(Settings(**options), self.url_for(database))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._admin.dispose()
