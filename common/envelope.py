@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from common import bounded_json
 from common.errors import BadRequest
+
+MAX_DELIVERY_ATTEMPT = 2**31 - 1
+"""Pub/Sub's `deliveryAttempt` is an int32."""
+MAX_MESSAGE_ID_LENGTH = 256
+MAX_PUSH_BYTES = 14 * 1024 * 1024
+"""A push carries one message of at most 10 MB, base64-inflated by 4/3, plus the envelope."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,9 @@ def build_envelope(
 def parse_envelope(raw: bytes) -> PushEnvelope:
     """Strict enough to reject garbage with a 400, lenient on the fields Pub/Sub may omit."""
     try:
-        doc = json.loads(raw)
+        doc = bounded_json.loads(raw)
+    except bounded_json.JsonTooDeep as exc:
+        raise BadRequest(f"push body: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("push body is not valid JSON") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("message"), dict):
@@ -82,6 +90,8 @@ def parse_envelope(raw: bytes) -> PushEnvelope:
     message_id = msg.get("messageId") or msg.get("message_id")
     if not isinstance(message_id, str) or not message_id:
         raise BadRequest("message.messageId is missing")
+    if len(message_id) > MAX_MESSAGE_ID_LENGTH or not message_id.isprintable():
+        raise BadRequest("message.messageId must be printable and at most 256 characters")
     try:
         data = base64.b64decode(msg.get("data") or "", validate=True)
     except (binascii.Error, TypeError) as exc:
@@ -92,6 +102,12 @@ def parse_envelope(raw: bytes) -> PushEnvelope:
     ):
         raise BadRequest("message.attributes must map strings to strings")
     attempt = doc.get("deliveryAttempt")
+    if attempt is not None and (
+        isinstance(attempt, bool)
+        or not isinstance(attempt, int)
+        or not 1 <= attempt <= MAX_DELIVERY_ATTEMPT
+    ):
+        raise BadRequest("deliveryAttempt must be an integer from 1 to 2^31-1")
     return PushEnvelope(
         subscription=str(doc.get("subscription") or ""),
         message=PushMessage(
@@ -101,5 +117,5 @@ def parse_envelope(raw: bytes) -> PushEnvelope:
             publish_time=str(msg.get("publishTime") or msg.get("publish_time") or ""),
             ordering_key=str(msg.get("orderingKey") or ""),
         ),
-        delivery_attempt=attempt if isinstance(attempt, int) else None,
+        delivery_attempt=attempt,
     )

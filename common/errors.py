@@ -41,6 +41,9 @@ class Problem(HookyardError):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal Server Error"
     slug: ClassVar[str] = "internal"
+    close_connection: ClassVar[bool] = False
+    """True when the request's bytes may not have been read to their end: the connection
+    cannot carry another request."""
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
@@ -96,6 +99,13 @@ class MethodNotAllowed(Problem):
     slug = "method-not-allowed"
 
 
+class RequestTimeout(Problem):
+    status = 408
+    title = "Request Timeout"
+    slug = "request-timeout"
+    close_connection = True
+
+
 class Conflict(Problem):
     status = 409
     title = "Conflict"
@@ -106,6 +116,14 @@ class PayloadTooLarge(Problem):
     status = 413
     title = "Payload Too Large"
     slug = "payload-too-large"
+    close_connection = True
+
+
+class BodyUnreadable(BadRequest):
+    """Malformed chunking, or a body that ended before its Content-Length."""
+
+    slug = "body-unreadable"
+    close_connection = True
 
 
 class UnsupportedMediaType(Problem):

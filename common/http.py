@@ -11,8 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Request, Response
+from werkzeug.exceptions import HTTPException
 
-from common.errors import MethodNotAllowed, Problem
+from common.errors import (
+    BodyUnreadable,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Problem,
+    RequestTimeout,
+)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -50,6 +57,8 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     headers = {}
     if isinstance(problem, MethodNotAllowed) and "allow" in problem.extensions:
         headers["Allow"] = ", ".join(problem.extensions["allow"])
+    if problem.close_connection:
+        headers["Connection"] = "close"
     response = Response(
         json.dumps(problem.to_dict(instance), separators=(",", ":")),
         status=problem.status,
@@ -68,3 +77,44 @@ def path_parts(request: Request, prefix: str) -> list[str]:
     """`/admin/accounts/a1` with prefix `/admin` -> ["accounts", "a1"]."""
     rest = request.path[len(prefix) :] if request.path.startswith(prefix) else request.path
     return [part for part in rest.split("/") if part]
+
+
+_READ_CHUNK = 64 * 1024
+
+
+def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, never more than `limit` bytes of it in memory.
+
+    Refused from Content-Length before anything is read; a chunked body is read up to
+    limit+1 bytes. A body that stops short of its Content-Length, malformed chunking, or a
+    sender that goes quiet (the server's socket timeout) is a 4xx that closes the connection.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body exceeds this endpoint's {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= limit:
+            chunk = request.stream.read(min(_READ_CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (OSError, ValueError, HTTPException) as exc:
+        if _timed_out(exc):
+            raise RequestTimeout("the body did not arrive in time") from exc
+        raise BodyUnreadable("the body is malformed or ended early") from exc
+    if size > limit:
+        raise PayloadTooLarge(f"the body exceeds this endpoint's {limit}-byte limit")
+    if request.content_length is not None and size < request.content_length:
+        raise BodyUnreadable("the body ended before its Content-Length")
+    return b"".join(chunks)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """werkzeug reports a socket timeout mid-body as a disconnect; the cause tells them apart."""
+    while exc is not None:
+        if isinstance(exc, TimeoutError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

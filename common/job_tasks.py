@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from common.errors import PermanentError
 from common.messaging.tasks import TaskRequest
+from common.storable import datetime_problem
 
 JOBS_QUEUE = "jobs"
 
@@ -39,4 +40,6 @@ def parse_job_task(body: bytes) -> tuple[str, datetime]:
         raise PermanentError("job task body needs job and schedule_time") from exc
     if not isinstance(job, str) or when.tzinfo is None:
         raise PermanentError("job task body needs a job name and an aware schedule_time")
+    if (reason := datetime_problem(when)) is not None:
+        raise PermanentError(f"job task schedule_time {reason}")
     return job, when.astimezone(UTC)

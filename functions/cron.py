@@ -23,6 +23,7 @@ from common.http import json_response, path_parts, problem_response, require_met
 from common.job_tasks import job_task, stamp
 from common.logging import bind_context, get_logger
 from common.messaging.tasks import TaskQueue
+from common.storable import datetime_problem
 from common.topology import Topology, get_topology
 from common.tracing import new_trace, parse_trace
 
@@ -30,6 +31,9 @@ log = get_logger(__name__)
 
 PREFIX = "/cron"
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
+# Jobs compute days around their schedule time: keep a margin from datetime's limits.
+EARLIEST_SCHEDULE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_SCHEDULE = datetime(9999, 1, 1, tzinfo=UTC)
 GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 
 
@@ -91,6 +95,12 @@ def parse_schedule_time(raw: str | None, now: float) -> datetime:
         raise BadRequest(f"{SCHEDULE_HEADER} is not RFC 3339", field=SCHEDULE_HEADER) from exc
     if moment.tzinfo is None:
         raise BadRequest(f"{SCHEDULE_HEADER} needs a UTC offset", field=SCHEDULE_HEADER)
+    if datetime_problem(moment) is not None or not (
+        EARLIEST_SCHEDULE <= moment.astimezone(UTC) < LATEST_SCHEDULE
+    ):
+        raise BadRequest(
+            f"{SCHEDULE_HEADER} must fall in the years 1970 to 9998 (UTC)", field=SCHEDULE_HEADER
+        )
     return moment.astimezone(UTC)
 
 

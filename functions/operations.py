@@ -7,10 +7,10 @@ transaction as its effect, so the audit trail can never disagree with what happe
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 from flask import Request, Response
@@ -26,30 +26,36 @@ from pydantic import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from common import bounded_json
 from common.db import audit, dead_letters, events, reconciliations, replays
 from common.db.dead_letters import DeadLetter, Selection
 from common.db.replays import Replay
 from common.errors import BadRequest, NotFound, PublishError, ServiceUnavailable
-from common.http import json_response
+from common.http import json_response, read_body
 from common.logging import get_logger
 from common.messaging.tasks import TaskQueue
 from common.replay_tasks import batch_task
+from common.storable import datetime_problem, parse_bounded_int, text_problem
 
 log = get_logger(__name__)
 
 MAX_PAGE = 500
+MAX_ADMIN_BODY_BYTES = 1024 * 1024
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$"
 StatsProvider = Callable[[], dict[str, Any]]
 
 
 def _storable(value: str) -> str:
     """PostgreSQL text holds neither NUL nor lone surrogates: refuse them as 400, not 500."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode text") from exc
+    if (reason := text_problem(value)) is not None:
+        raise ValueError(f"must be storable text: it {reason}")
+    return value
+
+
+def _storable_time(value: datetime) -> datetime:
+    """An offset can carry year 1 or 9999 outside what an instant can be: 400, not 500."""
+    if (reason := datetime_problem(value)) is not None:
+        raise ValueError(f"must be a storable instant: it {reason}")
     return value
 
 
@@ -74,7 +80,7 @@ def _rfc3339(value: Any) -> Any:
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 Text = Annotated[str, AfterValidator(_storable)]
 DeadLetterId = Annotated[int, BeforeValidator(_json_integer), Field(ge=1, le=2**62)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_storable_time)]
 
 
 class FilterIn(BaseModel):
@@ -194,7 +200,7 @@ class Operations:
         body = dead_letter_json(row)
         body["data"] = row.data.decode("utf-8", errors="replace")
         try:
-            body["data_json"] = json.loads(row.data)
+            body["data_json"] = bounded_json.loads(row.data)
         except (ValueError, UnicodeDecodeError):
             body["data_json"] = None
         return json_response(body)
@@ -387,9 +393,10 @@ def paged(rows: list[R], limit: int, render: Callable[[R], dict[str, Any]]) -> R
 def int_arg(raw: str | None, name: str, low: int, high: int) -> int | None:
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    value = parse_bounded_int(raw)
+    if value is None or not low <= value <= high:
         raise BadRequest(f"{name} must be an integer from {low} to {high}", field=name)
-    return int(raw)
+    return value
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -406,7 +413,7 @@ def parse(model: type[M], data: Any) -> M:
 def parse_json(model: type[M], request: Request) -> M:
     """JSON bodies; the models' own types refuse what JSON Schema would refuse."""
     try:
-        return model.model_validate_json(request.get_data() or b"null")
+        return model.model_validate_json(read_body(request, MAX_ADMIN_BODY_BYTES) or b"null")
     except ValidationError as exc:
         raise _bad_request(exc) from exc
 

@@ -6,15 +6,16 @@ tested without a server.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from common import bounded_json
 from common.errors import BadRequest
 from common.headers import HeaderLookup
 from common.json_pointer import resolve
+from common.storable import json_problem, text_problem
 from common.topology import FieldRef
 
 JSON = "application/json"
@@ -29,25 +30,37 @@ class ParsedBody:
 
 
 def parse_body(body: bytes, media_type: str) -> ParsedBody:
+    """Refuses, as 400s naming the field, what no handler could store: an accepted event
+    must never fail later for something visible now."""
     if media_type == JSON:
-        try:
-            return ParsedBody(document=json.loads(body))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest("body is not valid JSON") from exc
+        return ParsedBody(document=_json(body, "body"))
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("form body is not valid UTF-8 form encoding") from exc
     form: dict[str, str] = {}
     for name, value in pairs:
+        for text in (name, value):
+            if (reason := text_problem(text)) is not None:
+                raise BadRequest(f"form field {name!r} {reason}", field=f"form field {name}")
         form.setdefault(name, value)
     document = None
     if "payload" in form:  # Slack interactivity and GitHub form hooks wrap JSON in `payload`
-        try:
-            document = json.loads(form["payload"])
-        except ValueError as exc:
-            raise BadRequest("form field payload is not valid JSON", field="payload") from exc
+        document = _json(form["payload"].encode(), "form field payload")
     return ParsedBody(document=document, form=form)
+
+
+def _json(raw: bytes, where: str) -> object:
+    try:
+        document = bounded_json.loads(raw)
+    except bounded_json.JsonTooDeep as exc:
+        raise BadRequest(f"{where}: {exc}", field=where) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{where} is not valid JSON", field=where) from exc
+    if (found := json_problem(raw, document)) is not None:
+        pointer, reason = found
+        raise BadRequest(f"JSON field {pointer} {reason}", field=f"JSON field {pointer}")
+    return document
 
 
 def lookup(ref: FieldRef, headers: HeaderLookup, parsed: ParsedBody) -> str | None:

@@ -20,13 +20,19 @@ from common.config import get_settings
 from common.envelope import format_time
 from common.errors import (
     NotFound,
-    PayloadTooLarge,
     Problem,
     PublishError,
     ServiceUnavailable,
     UnsupportedMediaType,
 )
-from common.http import json_response, path_parts, problem_response, require_method, secure
+from common.http import (
+    json_response,
+    path_parts,
+    problem_response,
+    read_body,
+    require_method,
+    secure,
+)
 from common.logging import add_context, bind_context, get_logger
 from common.messaging.publisher import Publisher, get_publisher
 from common.secrets import SecretStore, get_secret_store
@@ -78,7 +84,7 @@ class WebhookIngest:
         if source is None:
             raise NotFound(f"unknown webhook source {parts[0]!r}")
         require_method(request, "POST")
-        body = read_limited(request, source.max_body_bytes)
+        body = read_body(request, source.max_body_bytes)
         media_type = request.mimetype
         if media_type not in source.content_types:
             raise UnsupportedMediaType(
@@ -126,16 +132,6 @@ class WebhookIngest:
         return json_response(
             {"status": "accepted", "source": source.name, "event_id": event_id}, status=202
         )
-
-
-def read_limited(request: Request, limit: int) -> bytes:
-    """Refuses by Content-Length before reading; a chunked body is read at most limit+1 bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body exceeds the {limit}-byte limit for this source")
-    body = request.stream.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"body exceeds the {limit}-byte limit for this source")
-    return body
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ from common.db import dead_letters, delivery_failures
 from common.db.delivery_failures import failure_key
 from common.envelope import PushEnvelope
 from common.logging import get_logger
+from common.storable import parse_bounded_int
 
 log = get_logger(__name__)
 
@@ -32,7 +33,7 @@ def store_forwarded(conn: Connection, envelope: PushEnvelope) -> int:
         message_id=envelope.message.message_id,
         data=envelope.message.data,
         attributes=attrs,
-        delivery_count=int(count) if count.isascii() and count.isdigit() else 0,
+        delivery_count=parse_bounded_int(count) or 0,
         error_class=failure.error_class if failure else "MaxDeliveryAttemptsExceeded",
         error_message=f"{failure.error_message} ({exhausted})" if failure else exhausted,
         first_failed_at=failure.first_failed_at if failure else None,

@@ -17,10 +17,18 @@ from sqlalchemy.engine import Connection, Engine
 from common.db import dead_letters, delivery_failures, inbox
 from common.db.delivery_failures import failure_key
 from common.db.inbox import EventKey
-from common.envelope import PushEnvelope, parse_envelope
+from common.db.sqlstate import as_permanent
+from common.envelope import MAX_PUSH_BYTES, PushEnvelope, parse_envelope
 from common.errors import NotFound, PermanentError, Problem, ServiceUnavailable
-from common.http import empty_response, path_parts, problem_response, require_method
+from common.http import (
+    empty_response,
+    path_parts,
+    problem_response,
+    read_body,
+    require_method,
+)
 from common.logging import bind_context, get_logger
+from common.storable import attributes_problem
 from common.tracing import parse_trace
 from workers.dead_letter_sink import store_forwarded
 from workers.ledger.handler import apply_event
@@ -53,7 +61,7 @@ class Worker:
             require_method(request, "POST")
             if len(parts) != 1:
                 raise NotFound("no such push endpoint")
-            envelope = parse_envelope(request.get_data())
+            envelope = parse_envelope(read_body(request, MAX_PUSH_BYTES))
             attrs = envelope.message.attributes
             bind_context(
                 parse_trace(attrs),
@@ -84,6 +92,9 @@ class Worker:
         except PermanentError as exc:
             self._dead_letter(subscription, envelope, exc)
         except Exception as exc:
+            if (permanent := as_permanent(exc)) is not None:
+                self._dead_letter(subscription, envelope, permanent)
+                return
             log.warning(
                 "delivery failed; the broker will retry",
                 error_class=type(exc).__name__,
@@ -106,6 +117,9 @@ class Worker:
 
     def _apply(self, subscription: str, envelope: PushEnvelope, handler: EventHandler) -> None:
         message = envelope.message
+        if (found := attributes_problem(message.attributes)) is not None:
+            name, reason = found
+            raise PermanentError(f"{reason}: {name!r}")
         source = message.attributes.get("source")
         event_id = message.attributes.get("event_id")
         if not source or not event_id:

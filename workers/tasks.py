@@ -14,15 +14,26 @@ from flask import Request, Response
 from sqlalchemy.engine import Engine
 
 from common.db import dead_letters
+from common.db.sqlstate import as_permanent
 from common.errors import BadRequest, NotFound, PermanentError, Problem, ServiceUnavailable
-from common.http import empty_response, path_parts, problem_response, require_method
+from common.http import (
+    empty_response,
+    path_parts,
+    problem_response,
+    read_body,
+    require_method,
+)
 from common.logging import bind_context, get_logger
+from common.storable import parse_bounded_int
 from common.topology import Topology
 from common.tracing import parse_trace
 
 log = get_logger(__name__)
 
 PREFIX = "/tasks"
+MAX_COUNT = 2**31 - 1
+MAX_TASK_BYTES = 1024 * 1024
+"""Cloud Tasks caps a task at 100 KB (1 MB for HTTP tasks by some accounts): far above."""
 TaskHandler = Callable[[bytes], None]
 
 
@@ -48,7 +59,7 @@ class TaskWorker:
                 parse_trace(request.headers), self.project,
                 queue=queue.name, task_name=task_name, retry_count=retry_count,
             )  # fmt: skip
-            body = request.get_data()
+            body = read_body(request, MAX_TASK_BYTES)
             last = queue.retry_config.max_attempts != -1 and (
                 retry_count + 1 >= queue.retry_config.max_attempts
             )
@@ -65,6 +76,9 @@ class TaskWorker:
         except PermanentError as exc:
             self._dead_letter(queue, task, retry_count, body, exc)
         except Exception as exc:
+            if (permanent := as_permanent(exc)) is not None:
+                self._dead_letter(queue, task, retry_count, body, permanent)
+                return
             if last_attempt:
                 self._dead_letter(queue, task, retry_count, body, exc)
                 return
@@ -92,7 +106,7 @@ class TaskWorker:
 
 
 def _int_header(request: Request, name: str) -> int:
-    raw = request.headers.get(name, "0")
-    if not (raw.isascii() and raw.isdigit()):
-        raise BadRequest(f"{name} must be a non-negative integer", field=name)
-    return int(raw)
+    value = parse_bounded_int(request.headers.get(name, "0"))
+    if value is None or value > MAX_COUNT:
+        raise BadRequest(f"{name} must be an integer from 0 to {MAX_COUNT}", field=name)
+    return value

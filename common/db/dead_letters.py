@@ -16,9 +16,12 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from common.storable import parse_bounded_int, scrub, scrub_mapping
+
 Origin = Literal["worker", "broker"]
 REPLAY_OF = "hookyard_replay_of"
 REPLAY_ID = "hookyard_replay_id"
+MAX_DELIVERY_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,24 +130,25 @@ def record(
     """Idempotent per (subscription, message id): a redelivered failure updates its row.
 
     A replayed message carries `hookyard_replay_of`, so failing again links the new dead
-    letter to the one it came from.
+    letter to the one it came from. Text is scrubbed of what PostgreSQL cannot hold (the
+    bytes stay exact), so a message refused for such content can still be kept.
     """
-    replay_of = attributes.get(REPLAY_OF, "")
+    attrs = scrub_mapping(attributes)
     dead_letter_id: int = conn.execute(
         _RECORD,
         {
             "origin": origin,
-            "subscription": subscription,
-            "message_id": message_id,
-            "source": attributes.get("source"),
-            "event_id": attributes.get("event_id"),
-            "event_type": attributes.get("event_type"),
+            "subscription": scrub(subscription),
+            "message_id": scrub(message_id),
+            "source": attrs.get("source"),
+            "event_id": attrs.get("event_id"),
+            "event_type": attrs.get("event_type"),
             "data": data,
-            "attributes": json.dumps(dict(attributes)),
-            "delivery_count": delivery_count,
-            "error_class": error_class,
-            "error_message": (error_message or "")[:2000] or None,
-            "replay_of": int(replay_of) if replay_of.isascii() and replay_of.isdigit() else None,
+            "attributes": json.dumps(attrs),
+            "delivery_count": min(max(delivery_count, 0), MAX_DELIVERY_COUNT),
+            "error_class": scrub(error_class) if error_class else None,
+            "error_message": scrub(error_message or "")[:2000] or None,
+            "replay_of": parse_bounded_int(attrs.get(REPLAY_OF, "")),
             "first_failed_at": first_failed_at,
         },
     ).scalar_one()

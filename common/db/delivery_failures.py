@@ -10,6 +10,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from common.storable import scrub
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -22,7 +24,8 @@ class Failure:
 def failure_key(attributes: Mapping[str, str], message_id: str) -> str:
     """The event when the message names one (it survives dead-lettering), else the message."""
     source, event_id = attributes.get("source"), attributes.get("event_id")
-    return f"{source}/{event_id}" if source and event_id else f"message/{message_id}"
+    key = f"{source}/{event_id}" if source and event_id else f"message/{message_id}"
+    return scrub(key)
 
 
 _NOTE = sa.text(
@@ -45,8 +48,8 @@ _GET = sa.text(
 def note(conn: Connection, subscription: str, key: str, error_class: str, message: str) -> None:
     conn.execute(
         _NOTE,
-        {"subscription": subscription, "key": key, "error_class": error_class,
-         "error_message": message[:2000]},
+        {"subscription": scrub(subscription), "key": key, "error_class": scrub(error_class),
+         "error_message": scrub(message)[:2000]},
     )  # fmt: skip
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from datetime import datetime
 from typing import Any
@@ -23,10 +22,12 @@ from typing import Any
 import flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from common import bounded_json
 from common.errors import BadRequest, Conflict, NotFound, Problem
-from common.http import json_response
+from common.http import json_response, read_body
 from common.logging import get_logger
-from common.messaging.tasks import TaskRequest, queue_path, rfc3339
+from common.messaging.tasks import TaskRequest, queue_path, rfc3339, valid_task_id
+from common.storable import attributes_problem, datetime_problem
 from common.topology import Queue
 from hookyard.tasks.emulator import TaskEmulator
 from hookyard.tasks.store import TaskRecord
@@ -45,7 +46,14 @@ _RFC3339 = re.compile(
 )
 # A 100 KB task, base64-inflated by 4/3, 80 KB of headers and the JSON around them.
 _MAX_REQUEST_BYTES = 512 * 1024
-_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 503: "UNAVAILABLE"}
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ALREADY_EXISTS",
+    413: "INVALID_ARGUMENT",
+    503: "UNAVAILABLE",
+}
 
 
 def handle(emulator: TaskEmulator, request: flask.Request) -> flask.Response:
@@ -77,9 +85,7 @@ def _route(emulator: TaskEmulator, request: flask.Request) -> flask.Response:
         else:
             emulator.purge(queue.name)
         return json_response({"name": parent, "state": emulator.queue_state(queue.name)})
-    if (request.content_length or 0) > _MAX_REQUEST_BYTES:
-        raise BadRequest("request exceeds the task size limit")
-    task = _parse_task(request.get_data(cache=False), parent, queue.name)
+    task = _parse_task(read_body(request, _MAX_REQUEST_BYTES), parent, queue.name)
     record = emulator.create(task)
     if record is None:
         raise Conflict("Requested entity already exists")
@@ -88,7 +94,9 @@ def _route(emulator: TaskEmulator, request: flask.Request) -> flask.Response:
 
 def _parse_task(raw: bytes, parent: str, queue: str) -> TaskRequest:
     try:
-        doc = json.loads(raw)
+        doc = bounded_json.loads(raw)
+    except bounded_json.JsonTooDeep as exc:
+        raise BadRequest(f"request body: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("request body is not valid JSON") from exc
     task = doc.get("task") if isinstance(doc, dict) else None
@@ -111,6 +119,8 @@ def _parse_task(raw: bytes, parent: str, queue: str) -> TaskRequest:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise BadRequest("task.httpRequest.headers must map strings to strings")
+    if (found := attributes_problem(headers)) is not None:
+        raise BadRequest(f"task.httpRequest.headers: {found[1]}: {found[0]!r}")
     return TaskRequest(
         queue=queue,
         body=body,
@@ -127,7 +137,10 @@ def _task_id(name: Any, parent: str) -> str | None:
     prefix = f"{parent}/tasks/"
     if not isinstance(name, str) or not name.startswith(prefix):
         raise BadRequest(f"task.name must be {prefix}TASK_ID")
-    return name.removeprefix(prefix)
+    task_id = name.removeprefix(prefix)
+    if not valid_task_id(task_id):
+        raise BadRequest("task IDs are 1 to 500 of [A-Za-z0-9_-]")
+    return task_id
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -140,9 +153,12 @@ def _parse_time(value: Any) -> datetime | None:
     offset = match["offset"].upper().replace("Z", "+00:00")
     fraction = (match["fraction"] or "0")[:6]
     try:
-        return datetime.fromisoformat(f"{match['second'].upper()}.{fraction:0<6}{offset}")
+        moment = datetime.fromisoformat(f"{match['second'].upper()}.{fraction:0<6}{offset}")
     except ValueError as exc:
         raise BadRequest("task.scheduleTime is not a valid time") from exc
+    if (reason := datetime_problem(moment)) is not None:
+        raise BadRequest(f"task.scheduleTime {reason}")
+    return moment
 
 
 def _task_json(

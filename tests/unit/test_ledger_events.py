@@ -71,6 +71,28 @@ def test_other_types_are_ignored_without_validation() -> None:
             event("charge.refunded", amount_refunded=1, currency="usd", metadata=META),
             "id is missing",
         ),
+        # What PostgreSQL or pg8000 cannot carry is refused before any SQL runs.
+        (
+            event("payout.paid", amount=1, currency="usd", metadata={"account_id": "a\ud800"}),
+            "account_id is not valid Unicode",
+        ),
+        (
+            event("payout.paid", amount=1, currency="usd", metadata={"account_id": "a\x00"}),
+            "account_id contains a NUL",
+        ),
+        (
+            event(
+                "charge.refunded", id="ch_\udfff", amount_refunded=1, currency="usd", metadata=META
+            ),
+            "data.object.id is not valid Unicode",
+        ),
+        (
+            event("charge.dispute.created", id="dp\x00", amount=1, currency="usd", metadata=META),
+            "data.object.id contains a NUL",
+        ),
+        (event("payout.paid", amount=2**63, currency="usd", metadata=META), "64-bit"),
+        (rb'{"type": "payout.\ud800"}', "type is not valid Unicode"),
+        (b"[" * 5000 + b"]" * 5000, "nests deeper"),
     ],
 )
 def test_malformed_events_are_permanent(body: bytes, reason: str) -> None:

@@ -6,12 +6,13 @@ that can never be applied (missing account, negative amount) is a `PermanentErro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common import bounded_json
 from common.errors import PermanentError
+from common.storable import bigint_problem, text_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,9 @@ LedgerCommand = Effect | Ignored
 
 def parse_event(data: bytes) -> LedgerCommand:
     try:
-        doc = json.loads(data)
+        doc = bounded_json.loads(data)
+    except bounded_json.JsonTooDeep as exc:
+        raise PermanentError(f"event body: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentError("event body is not valid JSON") from exc
     if not isinstance(doc, dict):
@@ -71,6 +74,8 @@ def parse_event(data: bytes) -> LedgerCommand:
     event_type = doc.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise PermanentError("event has no type")
+    if (reason := text_problem(event_type)) is not None:
+        raise PermanentError(f"event type {reason}")
     builder = _BUILDERS.get(event_type)
     if builder is None:
         return Ignored(event_type)
@@ -80,12 +85,21 @@ def parse_event(data: bytes) -> LedgerCommand:
     return builder(obj)
 
 
+def _text(obj: dict[str, Any], name: str, where: str) -> str:
+    """A non-empty string PostgreSQL can store: anything else could never be applied."""
+    value = obj.get(name)
+    if not isinstance(value, str) or not value:
+        raise PermanentError(f"{where} is missing")
+    if (reason := text_problem(value)) is not None:
+        raise PermanentError(f"{where} {reason}")
+    return value
+
+
 def _account(obj: dict[str, Any]) -> str:
     metadata = obj.get("metadata")
-    account_id = metadata.get("account_id") if isinstance(metadata, dict) else None
-    if not isinstance(account_id, str) or not account_id:
+    if not isinstance(metadata, dict):
         raise PermanentError("data.object.metadata.account_id is missing")
-    return account_id
+    return _text(metadata, "account_id", "data.object.metadata.account_id")
 
 
 def _currency(obj: dict[str, Any]) -> str:
@@ -99,6 +113,8 @@ def _amount(obj: dict[str, Any], name: str) -> int:
     value = obj.get(name)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise PermanentError(f"data.object.{name} must be a non-negative integer")
+    if (reason := bigint_problem(value)) is not None:
+        raise PermanentError(f"data.object.{name} {reason}")
     return value
 
 
@@ -107,9 +123,7 @@ def _payment(obj: dict[str, Any]) -> PaymentSucceeded:
 
 
 def _refund(obj: dict[str, Any]) -> ChargeRefunded:
-    charge_id = obj.get("id")
-    if not isinstance(charge_id, str) or not charge_id:
-        raise PermanentError("charge.refunded: data.object.id is missing")
+    charge_id = _text(obj, "id", "charge.refunded: data.object.id")
     return ChargeRefunded(_account(obj), _currency(obj), charge_id, _amount(obj, "amount_refunded"))
 
 
@@ -118,10 +132,7 @@ def _payout(obj: dict[str, Any]) -> PayoutPaid:
 
 
 def _dispute_id(obj: dict[str, Any]) -> str:
-    dispute_id = obj.get("id")
-    if not isinstance(dispute_id, str) or not dispute_id:
-        raise PermanentError("dispute: data.object.id is missing")
-    return dispute_id
+    return _text(obj, "id", "dispute: data.object.id")
 
 
 def _dispute_created(obj: dict[str, Any]) -> DisputeCreated:
