@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='local only: {"job": "cron"}; a sixth field adds seconds (tests, demos)',
     )
+    http_read_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="local stack: per read/write socket timeout"
+    )
+    http_max_connections: int = Field(
+        default=256, ge=1, le=10_000, description="local stack: open connections served at once"
+    )
     notify_timeout_s: float = Field(default=10.0, gt=0, le=60)
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

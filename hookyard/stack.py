@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Request, Response
 from sqlalchemy.engine import Engine, make_url
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from common.config import Settings
 from common.db import migrate
@@ -41,7 +40,7 @@ from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.emulator_stats import emulator_backlog
 from hookyard.local_postgres import LocalPostgres
 from hookyard.scheduler import LocalScheduler
-from hookyard.server import create_app, openapi_handler
+from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
 from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
@@ -51,14 +50,6 @@ from workers.replay import ReplayRunner
 from workers.tasks import TaskWorker
 
 log = get_logger(__name__)
-
-
-class KeepAliveHandler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive, and no Nagle: werkzeug writes headers and body separately, and
-    Nagle plus delayed ACKs would add ~40 ms to every hop of the pipeline."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
 
 
 @dataclass
@@ -72,7 +63,7 @@ class LocalStack:
     tasks: TaskEmulator | None = field(default=None, init=False)
     notifier: Notifier | None = field(default=None, init=False)
     scheduler: LocalScheduler | None = field(default=None, init=False)
-    server: BaseWSGIServer | None = field(default=None, init=False)
+    server: HardenedWSGIServer | None = field(default=None, init=False)
     generated_secrets: list[str] = field(default_factory=list, init=False)
     mounts: dict[str, Any] = field(default_factory=dict, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -108,12 +99,12 @@ class LocalStack:
 
         mounts = self.mounts
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self.server = make_server(
+        self.server = HardenedWSGIServer(
             self.settings.host,
             self.settings.port,
             create_app(mounts),
-            threaded=True,
-            request_handler=KeepAliveHandler,
+            max_connections=self.settings.http_max_connections,
+            read_timeout_s=self.settings.http_read_timeout_s,
         )
         base = self.url
         settings = self.settings

@@ -95,13 +95,10 @@ def main() -> None:
             list(pool.map(lambda raw: worker.deliver("ledger", parse_envelope(raw)), bodies))
         in_process = rate(len(bodies), began)
 
-        from werkzeug.serving import make_server
+        from hookyard.server import HardenedWSGIServer, create_app
 
-        from hookyard.server import create_app
-        from hookyard.stack import KeepAliveHandler
-
-        http = make_server("127.0.0.1", 0, create_app({"pubsub": worker.handle}), threaded=True,
-                           request_handler=KeepAliveHandler)  # fmt: skip
+        http = HardenedWSGIServer("127.0.0.1", 0, create_app({"pubsub": worker.handle}),
+                                  max_connections=256, read_timeout_s=30)  # fmt: skip
         import threading
 
         thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1})
