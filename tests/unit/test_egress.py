@@ -185,3 +185,17 @@ def test_the_request_is_pinned_to_the_judged_address_with_the_name_in_host_and_s
     assert (str(plain.url), plain.host_header, plain.extensions) == (
         "http://93.184.215.14/b", "hooks.example.com", {},
     )  # fmt: skip
+
+
+def test_loopback_can_be_allowed_locally_but_never_in_gcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from common.config import Settings
+
+    for name in ("HOOKYARD_ENV", "HOOKYARD_NOTIFY_ALLOW_LOOPBACK"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().notify_allow_loopback is False
+    assert Settings(env="gcp").notify_allow_loopback is False
+    assert Settings(notify_allow_loopback=True).notify_allow_loopback is True
+    with pytest.raises(ValidationError, match="HOOKYARD_NOTIFY_ALLOW_LOOPBACK"):
+        Settings(env="gcp", notify_allow_loopback=True)
