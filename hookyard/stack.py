@@ -21,6 +21,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from common.config import Settings
 from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
+from common.egress import EgressPolicy
 from common.health import Health, database_ready
 from common.http import Handler
 from common.job_tasks import JOBS_QUEUE
@@ -127,7 +128,8 @@ class LocalStack:
         task_queue = LocalTaskQueue(base, project, location, settings.publish_timeout_s)
         ingest = WebhookIngest(self.topology, store, publisher, project)
         relay = OutboxRelay(engine, task_queue)
-        self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s)
+        egress = EgressPolicy(allow_loopback=settings.notify_allow_loopback)
+        self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s, egress=egress)
         worker = Worker(engine, project, before_handle=self.worker_hook, relay=relay)
         task_worker = TaskWorker(
             engine,
