@@ -148,7 +148,7 @@ class LocalStack:
         mounts.update(
             {
                 "webhooks": ingest.handle,
-                "admin": Admin(lambda: engine, store, project, operations).handle,
+                "admin": Admin(lambda: engine, store, project, operations, egress).handle,
                 "pubsub": worker.handle,
                 "tasks": task_worker.handle,
                 "cron": CronIngest(

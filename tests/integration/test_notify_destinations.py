@@ -1,5 +1,5 @@
 """notify_url may not reach loopback (unless allowed), private, link-local or metadata
-destinations: judged, after DNS, at delivery."""
+destinations: refused when configured, and judged again, after DNS, at delivery."""
 
 from __future__ import annotations
 
@@ -29,9 +29,77 @@ from workers.notifications import Notifier
 
 SIGNING_KEY = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
+FORBIDDEN = [
+    "http://127.0.0.1/hook",
+    "http://2130706433/hook",
+    "http://0x7f000001/hook",
+    "http://127.1/hook",
+    "http://localhost:9/hook",  # a name: refused after resolution
+    "http://[::1]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://169.254.169.254/computeMetadata/v1/",
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://METADATA.GOOGLE.INTERNAL./",
+    "http://metadata/",
+    "http://0.0.0.0/",
+    "http://10.1.2.3/",
+    "http://172.16.0.1/",
+    "http://192.168.0.1/",
+    "http://100.64.0.1/",
+    "http://[fd00::1]/",
+    "http://[fe80::1]/",
+    "http://user:secret@hooks.example.com/",
+]
+
 
 def _put(client: httpx.Client, account: str, url: str | None) -> httpx.Response:
     return client.put(f"/admin/accounts/{account}", json={"currency": "usd", "notify_url": url})
+
+
+def test_put_refuses_every_forbidden_notify_url_and_writes_nothing(
+    pg_server: TestServer, database: str, tmp_path: Path
+) -> None:
+    with (
+        running_stack(pg_server, database, tmp_path, notify_allow_loopback=False) as stack,
+        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+    ):
+        public = "http://93.184.215.14/hook"
+        assert _put(client, "kept", public).status_code == 201
+        for url in FORBIDDEN:
+            for account in ("fresh", "kept"):
+                response = _put(client, account, url)
+                assert response.status_code == 400, (url, response.text)
+                assert response.headers["Content-Type"] == "application/problem+json"
+                problem = response.json()
+                assert problem["field"] == "notify_url", (url, problem)
+                assert "secret" not in problem["detail"]
+        assert client.get("/admin/accounts/fresh").status_code == 404
+        assert client.get("/admin/accounts/kept").json()["notify_url"] == public
+        # A name that does not resolve (yet) is accepted: delivery judges it again anyway.
+        unresolved = "https://hooks.invalid/balance"
+        accepted = _put(client, "later", unresolved)
+        assert accepted.status_code == 201
+        assert accepted.json()["notify_url"] == unresolved
+
+
+def test_put_accepts_loopback_only_when_the_stack_allows_it(
+    pg_server: TestServer, database: str, tmp_path: Path
+) -> None:
+    with (
+        running_stack(pg_server, database, tmp_path, notify_allow_loopback=True) as stack,
+        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+    ):
+        for url in ("http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://[::1]:9/"):
+            ok = _put(client, "local", url)
+            assert ok.status_code in (200, 201), (url, ok.text)
+        for url in (
+            "http://169.254.169.254/",
+            "http://metadata.google.internal/",
+            "http://10.0.0.1/",
+        ):
+            refused = _put(client, "local", url)
+            assert refused.status_code == 400, url
+            assert refused.json()["field"] == "notify_url"
 
 
 def test_a_loopback_url_written_behind_the_api_is_never_called(
