@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,9 +59,20 @@ class Settings(BaseSettings):
         default=256, ge=1, le=10_000, description="local stack: open connections served at once"
     )
     notify_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    notify_allow_loopback: bool = Field(
+        default=False,
+        description="local tests only: let notify_url reach 127.0.0.0/8 and ::1; refused in gcp",
+    )
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    @model_validator(mode="after")
+    def _loopback_notifications_are_local_only(self) -> Settings:
+        # In Cloud Run, loopback is the service itself and its sidecars: never a receiver.
+        if self.env == "gcp" and self.notify_allow_loopback:
+            raise ValueError("HOOKYARD_NOTIFY_ALLOW_LOOPBACK cannot be true when HOOKYARD_ENV=gcp")
+        return self
 
     @property
     def base_url(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +20,7 @@ from common.db import accounts, ledger, outbox
 from common.db.accounts import Account
 from common.db.engine import get_engine
 from common.db.ledger import Entry
+from common.egress import DestinationRefused, DestinationUnresolved, EgressPolicy, resolve
 from common.errors import BadRequest, Conflict, NotFound, Problem, Unauthorized
 from common.http import json_response, path_parts, problem_response, require_method
 from common.logging import bind_context, get_logger
@@ -53,6 +54,7 @@ class Admin:
     secrets: SecretStore
     project: str = "local-project"
     operations: Operations | None = None
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     def __post_init__(self) -> None:
         if self.operations is None:
@@ -133,6 +135,8 @@ class Admin:
         body = parse_json(AccountIn, request)
         currency = body.currency.lower()
         notify_url = str(body.notify_url) if body.notify_url else None
+        if notify_url is not None:
+            self._check_notify_url(notify_url)
         with self.engine_factory().begin() as conn:
             created = accounts.create(conn, account_id, currency, notify_url)
             if created is not None:
@@ -145,6 +149,19 @@ class Admin:
             updated = accounts.update(conn, account_id, currency, notify_url)
         log.info("account updated", account_id=account_id)
         return json_response(account_json(updated))
+
+    def _check_notify_url(self, url: str) -> None:
+        """Refuse now what delivery would refuse, so the operator hears it at once.
+
+        Delivery checks again (DNS can change after this call); a name that does not resolve
+        yet is accepted for that reason: refusing it would only make this call depend on DNS.
+        """
+        try:
+            resolve(self.egress, self.egress.destination(url))
+        except DestinationRefused as exc:
+            raise BadRequest(f"notify_url {exc.reason}", field="notify_url") from exc
+        except DestinationUnresolved:
+            log.info("notify_url does not resolve yet; delivery will check it")
 
     def _get_account(self, account_id: str) -> Response:
         _check_account_id(account_id)
@@ -206,11 +223,13 @@ def default_admin() -> Admin:
     from common.config import get_settings
     from common.messaging.publisher import get_task_queue
 
+    settings = get_settings()
     return Admin(
         get_engine,
         get_secret_store(),
-        get_settings().gcp_project,
+        settings.gcp_project,
         Operations(get_engine, get_task_queue),
+        EgressPolicy(allow_loopback=settings.notify_allow_loopback),
     )
 
 

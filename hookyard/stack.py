@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 from common.config import Settings
 from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
+from common.egress import EgressPolicy
 from common.health import Health, database_ready
 from common.http import Handler
 from common.job_tasks import JOBS_QUEUE
@@ -118,7 +119,8 @@ class LocalStack:
         task_queue = LocalTaskQueue(base, project, location, settings.publish_timeout_s)
         ingest = WebhookIngest(self.topology, store, publisher, project)
         relay = OutboxRelay(engine, task_queue)
-        self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s)
+        egress = EgressPolicy(allow_loopback=settings.notify_allow_loopback)
+        self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s, egress=egress)
         worker = Worker(engine, project, before_handle=self.worker_hook, relay=relay)
         task_worker = TaskWorker(
             engine,
@@ -137,7 +139,7 @@ class LocalStack:
         mounts.update(
             {
                 "webhooks": ingest.handle,
-                "admin": Admin(lambda: engine, store, project, operations).handle,
+                "admin": Admin(lambda: engine, store, project, operations, egress).handle,
                 "pubsub": worker.handle,
                 "tasks": task_worker.handle,
                 "cron": CronIngest(

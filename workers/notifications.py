@@ -3,11 +3,19 @@
 `webhook-id` is the outbox id, so a receiver dedupes a redelivery. The HTTP call runs
 outside any database transaction: a slow receiver must not hold a pooled connection or a
 row lock; the rare concurrent double-send is exactly what the receiver's dedup absorbs.
+
+The URL is judged again here (`common.egress`), whatever the admin API accepted: DNS
+changes. The request goes to an address that was judged, with `Host` and TLS SNI naming the
+host, so the client never resolves the name a second time. A refused destination is a dead
+letter with the reason (the row stays pending): unlike a 410, it is our policy rather than
+the receiver's wish, an operator should see it, and a replay delivers once the URL is fixed.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +24,14 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from common.db import accounts, outbox
+from common.egress import (
+    DestinationRefused,
+    DestinationUnresolved,
+    EgressPolicy,
+    Lookup,
+    redacted,
+    resolve,
+)
 from common.errors import PermanentError, TransientError
 from common.lazy import Lazy
 from common.logging import get_logger
@@ -35,12 +51,28 @@ class Notifier:
         *,
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        egress: EgressPolicy | None = None,
+        lookup: Lookup = socket.getaddrinfo,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._engine = engine
         self._secrets = secrets
         self._timeout = timeout_s
         self._clock = clock
-        self._http = Lazy(lambda: httpx.Client(timeout=self._timeout, follow_redirects=False))
+        self._egress = egress or EgressPolicy()
+        self._lookup = lookup
+        # No proxies from the environment (they would choose where we connect), and no
+        # kept-alive connections: the pool keys on the address, so a connection opened for
+        # one host name could carry a request for another name on the same address.
+        self._http = Lazy(
+            lambda: httpx.Client(
+                timeout=self._timeout,
+                follow_redirects=False,
+                trust_env=False,
+                verify=tls if tls is not None else True,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+        )
 
     def close(self) -> None:
         if self._http.built is not None:
@@ -79,16 +111,19 @@ class Notifier:
         began = time.monotonic()
         status: int | None = None
         error: str | None = None
+        refused: DestinationRefused | None = None
         try:
-            status = (
-                self._http.get().post(url, content=payload.encode(), headers=headers).status_code
-            )
+            status = self._post(url, payload.encode(), headers)
+        except DestinationRefused as exc:
+            refused, error = exc, f"notify_url refused: {exc.reason}"
+        except DestinationUnresolved as exc:
+            error = str(exc)
         except httpx.HTTPError as exc:
             error = type(exc).__name__
         elapsed_ms = int((time.monotonic() - began) * 1000)
         with self._engine.begin() as conn:
             outbox.record_attempt(
-                conn, outbox_id=outbox_id, url=url, status=status, error=error,
+                conn, outbox_id=outbox_id, url=redacted(url), status=status, error=error,
                 duration_ms=elapsed_ms,
             )  # fmt: skip
             if status is not None and 200 <= status < 300:
@@ -100,10 +135,33 @@ class Notifier:
                 outbox.count_attempt(conn, outbox_id)
         log.info("notification attempt", outbox_id=outbox_id, status=status, error=error,
                  duration_ms=elapsed_ms)  # fmt: skip
+        if refused is not None:
+            raise PermanentError(f"notify_url refused: {refused.reason}") from refused
         if status == GONE:
             log.warning("receiver answered 410 Gone; notifications disabled for it")
         elif status is None or not 200 <= status < 300:
             raise TransientError(f"receiver answered {status or error}")
+
+    def _post(self, url: str, content: bytes, headers: dict[str, str]) -> int:
+        destination = self._egress.destination(url)
+        addresses = resolve(self._egress, destination, self._lookup)
+        client = self._http.get()
+        failure: httpx.ConnectError | None = None
+        for address in addresses:
+            pinned = destination.pinned_to(address)
+            try:
+                response = client.post(
+                    pinned.url,
+                    content=content,
+                    headers={**headers, "Host": pinned.host_header},
+                    extensions=pinned.extensions,
+                )
+            except httpx.ConnectError as exc:  # refused or unreachable: the next address
+                failure = exc
+                continue
+            return response.status_code
+        assert failure is not None
+        raise failure
 
     def _settle(self, outbox_id: int, state: str) -> None:
         with self._engine.begin() as conn:

@@ -9,6 +9,7 @@ from flask import Request, Response
 
 from common.config import get_settings
 from common.db.engine import get_engine
+from common.egress import EgressPolicy
 from common.errors import NotFound
 from common.health import Health, database_ready
 from common.http import problem_response
@@ -37,7 +38,10 @@ def _tasks() -> TaskWorker:
     engine, settings, topology = get_engine(), get_settings(), get_topology()
     handlers: dict[str, TaskHandler] = {
         NOTIFICATIONS_QUEUE: Notifier(
-            engine, get_secret_store(), timeout_s=settings.notify_timeout_s
+            engine,
+            get_secret_store(),
+            timeout_s=settings.notify_timeout_s,
+            egress=EgressPolicy(allow_loopback=settings.notify_allow_loopback),
         ),
         REPLAYS_QUEUE: ReplayRunner(engine, topology, get_publisher(), get_task_queue()),
         JOBS_QUEUE: JobRunner(

@@ -70,7 +70,7 @@ def test_the_local_scheduler_fires_outbox_relay_on_its_schedule(
     with receiver() as hook:
         settings = Settings(
             database_url=pg_server.url_for(database), port=0, data_dir=tmp_path / "data",
-            schedule_overrides={"outbox-relay": "* * * * * */2"},
+            schedule_overrides={"outbox-relay": "* * * * * */2"}, notify_allow_loopback=True,
         )  # fmt: skip
         stack = LocalStack(settings)
         stack.start()

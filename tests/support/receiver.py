@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -36,10 +37,13 @@ class Receiver:
 
 
 @contextmanager
-def receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
+def receiver(
+    statuses: list[int] | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[Receiver]:
     app = Receiver(statuses=list(statuses or []))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.url = f"http://127.0.0.1:{server.server_port}/hooks/balance"
+    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=tls)
+    scheme = "https" if tls else "http"
+    app.url = f"{scheme}://127.0.0.1:{server.server_port}/hooks/balance"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
     try:
