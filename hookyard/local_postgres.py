@@ -2,7 +2,8 @@
 
 The wheel's own helper stops its server from `atexit`, which a SIGTERM or SIGKILL skips; here
 start and stop are explicit so `make run` and test sessions can guarantee that nothing is left
-running.
+running. One process owns a data directory at a time (`InstanceLock`): a second start is
+refused rather than stopping the first one's server.
 
 Nobody else on the machine gets in: the server listens on a Unix socket only, in a 0700
 directory owned by the server's OS user, and every connection needs the superuser password,
@@ -27,6 +28,7 @@ from urllib.parse import quote
 
 from common.errors import ConfigError
 from common.logging import get_logger
+from hookyard.instance_lock import InstanceLock
 
 log = get_logger(__name__)
 
@@ -62,13 +64,15 @@ def allows_trust(hba: str) -> bool:
 
 @dataclass
 class LocalPostgres:
-    """One data directory, one server. `start()` is idempotent; `stop()` always tries."""
+    """One data directory, one server. `start()` is idempotent; `stop()` stops only a server
+    this object started."""
 
     data_dir: Path
     fast_unsafe: bool = False
     settings: dict[str, str] = field(default_factory=dict)
     _run_as: str | None = field(default=None, init=False)
     _socket_dir: Path | None = field(default=None, init=False)
+    _lock: InstanceLock | None = field(default=None, init=False)
 
     @property
     def pgdata(self) -> Path:
@@ -231,13 +235,28 @@ class LocalPostgres:
         return True
 
     def start(self) -> None:
+        """Takes the data directory (`AlreadyRunning` if a live process holds it), then
+        starts the server, taking over one that a dead owner left running."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            lock = InstanceLock(self.data_dir / "instance.lock")
+            lock.acquire()
+            self._lock = lock
+        elif self.is_running():
+            return
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._prepare_user()
         self._prepare_socket_dir()
         if self.is_running():
-            log.info("stopping a leftover embedded PostgreSQL before taking it over")
-            self.stop()
+            log.info("stopping an embedded PostgreSQL whose owner died, to take it over")
+            self._stop_server()
         new_password = self._ensure_password()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
@@ -267,6 +286,17 @@ class LocalPostgres:
         log.info("embedded PostgreSQL running", socket=str(self.socket_path))
 
     def stop(self) -> None:
+        """Stops the server and gives the data directory up. Only the owner stops anything:
+        on an object whose start was refused this does nothing, leaving the owner alone."""
+        if self._lock is None:
+            return
+        try:
+            self._stop_server()
+        finally:
+            self._lock.release()
+            self._lock = None
+
+    def _stop_server(self) -> None:
         if not (self.pgdata / "postmaster.pid").exists():
             return
         try:

@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL against other users of the machine."""
+"""The embedded PostgreSQL against other users of the machine and against a second owner."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pwd
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
+from common.errors import AlreadyRunning
 from hookyard.local_postgres import SERVICE_USER, LocalPostgres, _bin_dir, allows_trust
 from tests.support.stack import wait_for
 
@@ -149,3 +151,51 @@ def test_a_trust_data_directory_from_before_is_upgraded_and_keeps_its_data(
                 ]
         finally:
             engine.dispose()
+
+
+def test_a_second_owner_is_refused_and_a_dead_owners_server_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "pg"
+    holder_code = (
+        "import sys, time; from pathlib import Path;"
+        "from hookyard.local_postgres import LocalPostgres;"
+        "LocalPostgres(Path(sys.argv[1]), fast_unsafe=True).start();"
+        "print('ready', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(data_dir)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    pg = LocalPostgres(data_dir, fast_unsafe=True)
+    with _cleanup(pg):
+        try:
+            assert holder.stdout is not None
+            for line in holder.stdout:
+                if line.strip() == "ready":
+                    break
+            first_postmaster = _postmaster(pg)
+            assert first_postmaster is not None
+
+            with pytest.raises(AlreadyRunning) as refused:
+                pg.start()
+            assert refused.value.pid == holder.pid
+            assert f"(pid {holder.pid})" in str(refused.value)
+            pg.stop()  # a refused object must not touch the owner's server
+            assert _postmaster(pg) == first_postmaster
+            assert _select_one(pg.url()) == 1
+
+            holder.send_signal(signal.SIGKILL)  # the owner dies; its server does not
+            holder.wait(timeout=60)
+            assert _alive(first_postmaster)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait(timeout=60)
+
+        pg.start()
+        assert not _alive(first_postmaster)
+        assert _postmaster(pg) not in (None, first_postmaster)
+        assert _select_one(pg.url()) == 1
+        pg.stop()
+        assert _postmaster(pg) is None
