@@ -19,6 +19,14 @@ class ConfigError(HookyardError):
     """Configuration or topology is invalid; the process must not start."""
 
 
+class AlreadyRunning(ConfigError):
+    """Another live process owns this data directory; starting would take its database away."""
+
+    def __init__(self, data_dir: object, pid: int | None) -> None:
+        super().__init__(f"hookyard is already running on {data_dir} (pid {pid or 'unknown'})")
+        self.pid = pid
+
+
 class TransientError(HookyardError):
     """May succeed later (database blip, an event that arrived before its prerequisite)."""
 

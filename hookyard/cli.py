@@ -42,6 +42,7 @@ def dev(
     ] = True,
 ) -> None:
     """Run the local stack: embedded PostgreSQL, the local broker and every endpoint."""
+    from common.errors import AlreadyRunning
     from common.logging import configure_logging
     from hookyard.stack import LocalStack
 
@@ -64,6 +65,10 @@ def dev(
     stack = LocalStack(settings)
     try:
         stack.start()
+    except AlreadyRunning as exc:
+        pid = exc.pid or "unknown"
+        raise fail(f"hookyard is already running on {settings.data_dir} (pid {pid})") from None
+    try:
         if "admin-token" in stack.generated_secrets:
             token = (stack.secrets_dir / "admin-token").read_text().strip()
             typer.echo(f"admin token (saved in {stack.secrets_dir}/admin-token): {token}", err=True)

@@ -88,8 +88,9 @@ class LocalStack:
     def _start(self) -> None:
         url = self.settings.database_url
         if url is None:
-            self.postgres = LocalPostgres(self.settings.data_dir / "postgres")
-            self.postgres.start()
+            postgres = LocalPostgres(self.settings.data_dir / "postgres")
+            postgres.start()
+            self.postgres = postgres
             _create_database(self.postgres.url(), self.settings.db_name)
             url = self.postgres.url(self.settings.db_name)
         self.engine = create_db_engine(self.settings, url)
@@ -164,6 +165,8 @@ class LocalStack:
         log.info("hookyard listening", url=base, database=_safe_url(url))
 
     def stop(self) -> None:
+        if self.postgres is None and self.engine is None and self.server is None:
+            return
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None

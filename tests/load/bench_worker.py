@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import subprocess
@@ -125,6 +126,7 @@ def main() -> None:
         result = subprocess.run(
             [str(_bin_dir() / "pgbench"), "-n", "-h", str(server.socket_dir), "-U", "postgres",
              "-c", str(THREADS), "-j", "2", "-T", str(PGBENCH_SECONDS), "-f", str(script), "bench"],
+            env={**os.environ, "PGPASSWORD": server.password},
             capture_output=True, text=True, timeout=PGBENCH_SECONDS + 60, check=True,
         )  # fmt: skip
         tps = next(
