@@ -69,6 +69,9 @@ class HasKey:
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return self.key in attributes
 
+    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+        return True if self.key in known or self.key in present else None
+
 
 @dataclass(frozen=True, slots=True)
 class Equals:
@@ -77,6 +80,9 @@ class Equals:
 
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return attributes.get(self.key) == self.value
+
+    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+        return known[self.key] == self.value if self.key in known else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,9 @@ class HasPrefix:
         value = attributes.get(self.key)
         return value is not None and value.startswith(self.prefix)
 
+    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+        return known[self.key].startswith(self.prefix) if self.key in known else None
+
 
 @dataclass(frozen=True, slots=True)
 class Not:
@@ -95,6 +104,10 @@ class Not:
 
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return not self.operand.matches(attributes)
+
+    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+        inner = self.operand.decide(known, present)
+        return None if inner is None else not inner
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +117,12 @@ class And:
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return all(operand.matches(attributes) for operand in self.operands)
 
+    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+        results = [operand.decide(known, present) for operand in self.operands]
+        if False in results:
+            return False
+        return True if all(results) else None
+
 
 @dataclass(frozen=True, slots=True)
 class Or:
@@ -111,6 +130,12 @@ class Or:
 
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return any(operand.matches(attributes) for operand in self.operands)
+
+    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+        results = [operand.decide(known, present) for operand in self.operands]
+        if True in results:
+            return True
+        return False if all(r is False for r in results) else None
 
 
 Node: TypeAlias = HasKey | Equals | HasPrefix | Not | And | Or
@@ -125,6 +150,18 @@ class Filter:
 
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return self.root is None or self.root.matches(attributes)
+
+    def always_matches(
+        self, known: Mapping[str, str], present: frozenset[str] = frozenset()
+    ) -> bool:
+        """True when every message whose attributes include `known` (and at least the keys
+        in `present`, with any values) matches, whatever its other attributes are.
+
+        Three-valued: an attribute the caller does not know makes a test undecided, and only
+        a filter decided true for all of them counts. Sound, not complete: two filters that
+        cover each other's gaps are each undecided alone.
+        """
+        return self.root is None or self.root.decide(known, present) is True
 
 
 def parse_filter(text: str) -> Filter:

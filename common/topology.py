@@ -21,6 +21,8 @@ from common.errors import ConfigError
 from common.pubsub_filter import parse_filter
 
 TOPOLOGY_PATH = Path(__file__).with_name("topology.yaml")
+INGEST_ATTRIBUTES = frozenset({"source", "event_id", "received_at", "traceparent", "content_type"})
+"""Attributes the webhook function sets on every message it publishes."""
 
 ResourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 SignatureScheme = Literal[
@@ -263,7 +265,22 @@ class Topology(_Model):
         for src in self.sources:
             if src.topic not in topics:
                 raise ValueError(f"source {src.name}: unknown topic {src.topic}")
+            if not self.always_delivered(src):
+                raise ValueError(
+                    f"source {src.name}: some of its events on topic {src.topic} would match "
+                    "no subscription, and Pub/Sub drops those after answering 202; give the "
+                    "topic a subscription without a filter (like event-log), or one whose "
+                    f'filter takes every attributes.source = "{src.name}"'
+                )
         return self
+
+    def always_delivered(self, source: Source) -> bool:
+        """Whether one subscription of the source's topic takes every event it publishes."""
+        known = {"source": source.name}
+        return any(
+            parse_filter(sub.filter).always_matches(known, INGEST_ATTRIBUTES)
+            for sub in self.subscriptions_of(source.topic)
+        )
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)

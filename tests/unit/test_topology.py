@@ -45,3 +45,53 @@ def _write(tmp_path: Path, mutate: object) -> Path:
 def test_invalid_topology_refuses_to_load(tmp_path: Path, mutate: object) -> None:
     with pytest.raises(ConfigError):
         load_topology(_write(tmp_path, mutate))
+
+
+def _without_event_log(raw: dict[str, list[dict[str, object]]]) -> None:
+    raw["subscriptions"] = [s for s in raw["subscriptions"] if s["name"] != "event-log"]
+
+
+def test_every_shipped_source_has_a_durable_home() -> None:
+    topo = load_topology()
+    for source in topo.sources:
+        assert topo.always_delivered(source), source.name
+
+
+def test_a_topology_that_drops_some_sources_events_refuses_to_load(tmp_path: Path) -> None:
+    """Without the unfiltered event-log, GitHub's events match no subscription (the ledger
+    takes Stripe only): Pub/Sub would drop them after ingest answered 202."""
+    with pytest.raises(ConfigError, match="source standard: some of its events"):
+        load_topology(_write(tmp_path, _without_event_log))
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "loads"),
+    [
+        ('attributes.source = "stripe" OR attributes.source = "standard" '
+         'OR attributes.source = "github" OR attributes.source = "shopify" '
+         'OR attributes.source = "slack" OR hasPrefix(attributes.source, "twi")', True),
+        ("attributes:event_id", True),
+        ('NOT attributes.source = "nobody"', True),
+        ('attributes.source != "stripe"', True),  # the ledger's filter takes Stripe's
+        ('attributes.source != "github"', False),
+        ('attributes.event_type = "push"', False),  # events without this type are dropped
+        ("attributes:event_type", False),  # not every sender has a type
+        ('NOT attributes.event_type = "push"', False),
+    ],
+)  # fmt: skip
+def test_coverage_is_decided_from_what_ingest_always_sets(
+    tmp_path: Path, filter_text: str, loads: bool
+) -> None:
+    def mutate(raw: dict[str, list[dict[str, object]]]) -> None:
+        _without_event_log(raw)
+        raw["subscriptions"].append(
+            {"name": "catch-all", "topic": "events", "push_path": "/pubsub/catch-all",
+             "filter": filter_text}
+        )  # fmt: skip
+
+    path = _write(tmp_path, mutate)
+    if loads:
+        assert load_topology(path).subscription("catch-all") is not None
+    else:
+        with pytest.raises(ConfigError, match="would match no subscription"):
+            load_topology(path)
