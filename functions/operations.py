@@ -369,9 +369,13 @@ def event_json(event: events.Event) -> dict[str, Any]:
         "event_id": event.event_id,
         "event_type": event.event_type,
         "outcome": event.outcome,
-        "subscription": event.subscription,
+        "received_at": event.received_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "content_type": event.content_type,
+        "body_sha256": event.body_sha256.hex() if event.body_sha256 is not None else None,
+        "body_bytes": event.body_bytes,
         "message_id": event.message_id,
-        "processed_at": event.processed_at.isoformat(),
+        "processed_at": event.processed_at.isoformat() if event.processed_at else None,
     }
 
 

@@ -162,6 +162,7 @@ class JobRunner:
         cutoff = schedule_time - timedelta(days=self._retention_days)
         steps: dict[str, Callable[[Connection, datetime, int], int]] = {
             "inbox": retention.delete_inbox,
+            "event_log": retention.delete_event_log,
             "outbox": retention.delete_settled_outbox,
             "delivery_failures": retention.delete_delivery_failures,
         }

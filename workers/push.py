@@ -7,16 +7,15 @@ broker redelivers with backoff, up to the subscription's dead-letter policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import Request, Response
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from common.db import dead_letters, delivery_failures, inbox
+from common.db import dead_letters, delivery_failures
 from common.db.delivery_failures import failure_key
-from common.db.inbox import EventKey
 from common.db.sqlstate import as_permanent
 from common.envelope import MAX_PUSH_BYTES, PushEnvelope, parse_envelope
 from common.errors import NotFound, PermanentError, Problem, ServiceUnavailable
@@ -28,10 +27,11 @@ from common.http import (
     require_method,
 )
 from common.logging import bind_context, get_logger
-from common.storable import attributes_problem
 from common.tracing import parse_trace
 from workers.dead_letter_sink import store_forwarded
-from workers.ledger.handler import apply_event
+from workers.delivery import Delivered, EventHandler
+from workers.event_log import record_event
+from workers.ledger.handler import apply_once
 
 if TYPE_CHECKING:
     from common.outbox_relay import OutboxRelay
@@ -40,8 +40,6 @@ log = get_logger(__name__)
 
 PREFIX = "/pubsub"
 
-EventHandler = Callable[[Connection, EventKey, bytes], Sequence[int]]
-"""Applies an event in the caller's transaction; returns the outbox ids it wrote."""
 EnvelopeHook = Callable[[PushEnvelope], None]
 
 
@@ -51,7 +49,9 @@ class Worker:
 
     engine: Engine
     project: str = "local-project"
-    event_handlers: dict[str, EventHandler] = field(default_factory=lambda: {"ledger": apply_event})
+    event_handlers: dict[str, EventHandler] = field(
+        default_factory=lambda: {"ledger": apply_once, "event-log": record_event}
+    )
     before_handle: EnvelopeHook | None = None
     relay: OutboxRelay | None = None
 
@@ -116,29 +116,11 @@ class Worker:
             log.exception("could not record the delivery failure")
 
     def _apply(self, subscription: str, envelope: PushEnvelope, handler: EventHandler) -> None:
-        message = envelope.message
-        if (found := attributes_problem(message.attributes)) is not None:
-            name, reason = found
-            raise PermanentError(f"{reason}: {name!r}")
-        source = message.attributes.get("source")
-        event_id = message.attributes.get("event_id")
-        if not source or not event_id:
-            raise PermanentError("message has no source or event_id attribute")
-        key = EventKey(source, event_id)
+        delivered = Delivered.of(subscription, envelope.message)
         with self.engine.begin() as conn:
-            first = inbox.claim(
-                conn,
-                key,
-                event_type=message.attributes.get("event_type"),
-                subscription=subscription,
-                message_id=message.message_id,
-            )
-            if not first:
-                log.info("duplicate delivery acknowledged without effect")
-                return
-            announced = handler(conn, key, message.data)
+            announced = handler(conn, delivered)
         if announced and self.relay is not None:
-            self.relay.relay(announced, message.attributes.get("traceparent"))
+            self.relay.relay(announced, envelope.message.attributes.get("traceparent"))
 
     def _dead_letter(self, subscription: str, envelope: PushEnvelope, exc: PermanentError) -> None:
         with self.engine.begin() as conn:

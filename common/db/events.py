@@ -1,4 +1,5 @@
-"""Processed events as operators look them up: the inbox, and the ledger rows they caused."""
+"""Events as operators look them up: the event log, what the ledger made of each (its inbox
+row), and the ledger rows they caused."""
 
 from __future__ import annotations
 
@@ -16,36 +17,50 @@ class Event:
     source: str
     event_id: str
     event_type: str | None
-    outcome: str
-    subscription: str
+    received_at: datetime
+    recorded_at: datetime
+    content_type: str | None
+    body_sha256: bytes | None
+    body_bytes: int | None
     message_id: str | None
-    processed_at: datetime
+    outcome: str
+    """The ledger's `applied`/`ignored` when it took the event, else `recorded`."""
+    processed_at: datetime | None
 
 
-_COLUMNS = "id, source, event_id, event_type, outcome, subscription, message_id, processed_at"
+_FROM = """
+    SELECT e.id, e.source, e.event_id, e.event_type, e.received_at, e.recorded_at,
+           e.content_type, e.body_sha256, e.body_bytes, e.message_id,
+           coalesce(i.outcome, 'recorded') AS outcome, i.processed_at
+    FROM event_log AS e
+    LEFT JOIN inbox AS i ON i.source = e.source AND i.event_id = e.event_id
+"""
 
 
 def list_page(
     conn: Connection, *, source: str | None, type_: str | None, after_id: int, limit: int
 ) -> list[Event]:
-    clauses = ["id > :after"]
+    clauses = ["e.id > :after"]
     params: dict[str, Any] = {"after": after_id, "limit": limit}
     if source is not None:
-        clauses.append("source = :source")
+        clauses.append("e.source = :source")
         params["source"] = source
     if type_ is not None:
-        clauses.append("event_type = :type")
+        clauses.append("e.event_type = :type")
         params["type"] = type_
-    query = sa.text(
-        f"SELECT {_COLUMNS} FROM inbox WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :limit"
-    )
-    return [Event(**row) for row in conn.execute(query, params).mappings()]
+    query = sa.text(f"{_FROM} WHERE {' AND '.join(clauses)} ORDER BY e.id LIMIT :limit")
+    return [_event(row) for row in conn.execute(query, params).mappings()]
 
 
 def get(conn: Connection, source: str, event_id: str) -> Event | None:
-    query = sa.text(f"SELECT {_COLUMNS} FROM inbox WHERE source = :source AND event_id = :id")
+    query = sa.text(f"{_FROM} WHERE e.source = :source AND e.event_id = :id")
     row = conn.execute(query, {"source": source, "id": event_id}).mappings().first()
-    return Event(**row) if row else None
+    return _event(row) if row else None
+
+
+def _event(row: Any) -> Event:
+    digest = row["body_sha256"]
+    return Event(**{**row, "body_sha256": bytes(digest) if digest is not None else None})
 
 
 def transactions(conn: Connection, source: str, event_id: str) -> list[dict[str, Any]]:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 _CLAIM = sa.text(
     """
-    INSERT INTO inbox (source, event_id, event_type, subscription, message_id, outcome)
-    VALUES (:source, :event_id, :event_type, :subscription, :message_id, 'applied')
+    INSERT INTO inbox (source, event_id, event_type, subscription, message_id, outcome,
+                       body_sha256)
+    VALUES (:source, :event_id, :event_type, :subscription, :message_id, 'applied',
+            :body_sha256)
     ON CONFLICT (source, event_id) DO NOTHING
     RETURNING 1
     """
 )
+_BODY_OF = sa.text("SELECT body_sha256 FROM inbox WHERE source = :source AND event_id = :event_id")
 _SET_OUTCOME = sa.text(
     "UPDATE inbox SET outcome = :outcome WHERE source = :source AND event_id = :event_id"
 )
@@ -26,6 +30,13 @@ class EventKey:
     event_id: str
 
 
+class Claim(Enum):
+    FIRST = "first"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    """Same event id, different body: neither applied nor silently dropped."""
+
+
 def claim(
     conn: Connection,
     key: EventKey,
@@ -33,23 +44,35 @@ def claim(
     event_type: str | None,
     subscription: str,
     message_id: str | None,
-) -> bool:
-    """True for the first delivery of the event.
+    body_sha256: bytes,
+) -> Claim:
+    """FIRST for the first delivery of the event.
 
     A concurrent delivery of the same event blocks on the unique key until the first
-    transaction ends, then sees the row (False) or, if that one rolled back, claims it.
+    transaction ends, then sees the row or, if that one rolled back, claims it. Only a
+    duplicate pays a second statement, to compare bodies.
     """
-    row = conn.execute(
+    params = {"source": key.source, "event_id": key.event_id}
+    inserted = conn.execute(
         _CLAIM,
         {
-            "source": key.source,
-            "event_id": key.event_id,
+            **params,
             "event_type": event_type,
             "subscription": subscription,
             "message_id": message_id,
+            "body_sha256": body_sha256,
         },
     ).first()
-    return row is not None
+    if inserted is not None:
+        return Claim.FIRST
+    return same_body(conn.execute(_BODY_OF, params).scalar(), body_sha256)
+
+
+def same_body(stored: bytes | memoryview | None, body_sha256: bytes) -> Claim:
+    """Rows written before hashes were kept (NULL) match any body."""
+    if stored is None or bytes(stored) == body_sha256:
+        return Claim.DUPLICATE
+    return Claim.CONFLICT
 
 
 def mark_ignored(conn: Connection, key: EventKey) -> None:

@@ -5,8 +5,8 @@ one short transaction per batch and stops at a short batch: no statement holds l
 month of rows, and a huge backlog drains over several calls instead of one timeout.
 `SKIP LOCKED` leaves rows a live transaction is using for a later run.
 
-Never touched: the ledger (transactions, postings, charges), dead letters, and inbox rows a
-ledger transaction references (the foreign key would refuse it; the row is also the proof
+Never touched: the ledger (transactions, postings, charges), dead letters, and inbox and
+event-log rows a ledger transaction references (the foreign key would refuse it; the row is also the proof
 that the effect was applied once).
 """
 
@@ -29,6 +29,21 @@ _INBOX = sa.text(
               WHERE t.source = i.source AND t.event_id = i.event_id
           )
         ORDER BY i.processed_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+_EVENT_LOG = sa.text(
+    """
+    DELETE FROM event_log WHERE id IN (
+        SELECT e.id FROM event_log AS e
+        WHERE e.recorded_at < :cutoff
+          AND NOT EXISTS (
+              SELECT 1 FROM ledger_transactions AS t
+              WHERE t.source = e.source AND t.event_id = e.event_id
+          )
+        ORDER BY e.recorded_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
@@ -61,6 +76,12 @@ _DELIVERY_FAILURES = sa.text(
 def delete_inbox(conn: Connection, cutoff: datetime, limit: int) -> int:
     """Inbox rows processed before `cutoff` that no ledger transaction references."""
     return conn.execute(_INBOX, {"cutoff": cutoff, "limit": limit}).rowcount
+
+
+def delete_event_log(conn: Connection, cutoff: datetime, limit: int) -> int:
+    """Event-log rows recorded before `cutoff`, except those of events the ledger applied:
+    like their inbox rows, they stay as long as the effects."""
+    return conn.execute(_EVENT_LOG, {"cutoff": cutoff, "limit": limit}).rowcount
 
 
 def delete_settled_outbox(conn: Connection, cutoff: datetime, limit: int) -> int:

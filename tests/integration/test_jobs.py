@@ -67,7 +67,10 @@ def post(
     """What the ledger worker does for one applied event, with a chosen timestamp."""
     key = EventKey("stripe", event_id)
     with engine.begin() as conn:
-        assert inbox.claim(conn, key, event_type="t", subscription="ledger", message_id=None)
+        claimed = inbox.claim(
+            conn, key, event_type="t", subscription="ledger", message_id=None, body_sha256=b""
+        )
+        assert claimed is inbox.Claim.FIRST
         tx_id = ledger.record(
             conn, account_id=account_id, kind="test", currency="usd", cause=key, postings=lines
         )
@@ -214,7 +217,9 @@ def _old_rows(engine: Engine, now: datetime) -> dict[str, int]:
     with engine.begin() as conn:
         for event_id, at in (("ignored-old", old), ("ignored-recent", recent)):
             key = EventKey("stripe", event_id)
-            inbox.claim(conn, key, event_type="t", subscription="ledger", message_id=None)
+            inbox.claim(
+                conn, key, event_type="t", subscription="ledger", message_id=None, body_sha256=b""
+            )
             inbox.mark_ignored(conn, key)
             conn.execute(
                 sa.text("UPDATE inbox SET processed_at = :at WHERE event_id = :id"),
@@ -282,7 +287,9 @@ def test_retention_runs_in_bounded_batches(engine: Engine) -> None:
     with engine.begin() as conn:
         for n in range(5):
             key = EventKey("stripe", f"ignored-{n}")
-            inbox.claim(conn, key, event_type="t", subscription="ledger", message_id=None)
+            inbox.claim(
+                conn, key, event_type="t", subscription="ledger", message_id=None, body_sha256=b""
+            )
             inbox.mark_ignored(conn, key)
         conn.execute(
             sa.text("UPDATE inbox SET processed_at = :at"), {"at": now - timedelta(days=31)}

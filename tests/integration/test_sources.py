@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -15,7 +16,7 @@ from hookyard.sender import sender_request
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
 from tests.support.samples import Sample, samples
-from tests.support.stack import SOURCE_SECRETS, running_stack
+from tests.support.stack import SOURCE_SECRETS, admin, running_stack, wait_for
 
 SAMPLES = {s.source: s for s in samples("x")}
 
@@ -67,6 +68,30 @@ def test_signed_delivery_is_accepted(stack: LocalStack, source: str) -> None:
         assert response.json() == {
             "status": "accepted", "source": source, "event_id": sample.expected_id,
         }  # fmt: skip
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+def test_every_accepted_event_is_kept_in_the_event_log(stack: LocalStack, source: str) -> None:
+    """Accepted means kept: before the event-log subscription, five of the six sources
+    published into a topic whose only subscription filtered them out."""
+    sample = next(s for s in samples(uuid.uuid4().hex[:10]) if s.source == source)
+    assert post(stack, sample).status_code == 202
+    with admin(httpx.Client(base_url=stack.url, timeout=60)) as client:
+
+        def logged() -> list[dict[str, object]]:
+            page = client.get("/admin/events", params={"source": source, "limit": 500}).json()
+            return [
+                item for item in page["items"]
+                if item["event_id"] == sample.expected_id
+                and (source != "stripe" or item["outcome"] != "recorded")
+            ]  # fmt: skip
+
+        [event] = wait_for(logged, timeout=120)
+    assert event["body_sha256"] == hashlib.sha256(sample.body).hexdigest()
+    assert event["body_bytes"] == len(sample.body)
+    assert event["event_type"]  # every sample names its type, in a header or the body
+    # Only Stripe reaches the ledger (its customer.created changes nothing there).
+    assert event["outcome"] == ("ignored" if source == "stripe" else "recorded")
 
 
 @pytest.mark.parametrize("source", sorted(SAMPLES))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from common.db import accounts, disputes, ledger, outbox
+from common.db import accounts, disputes, inbox, ledger, outbox
 from common.db.accounts import Account
 from common.db.inbox import EventKey, mark_ignored
 from common.db.ledger import Posting
 from common.errors import PermanentError, TransientError
 from common.logging import get_logger
+from workers.delivery import Delivered, refuse_conflict
 from workers.ledger import postings
 from workers.ledger.events import (
     ChargeRefunded,
@@ -31,6 +32,30 @@ from workers.ledger.events import (
 log = get_logger(__name__)
 
 BALANCE_UPDATED = "balance.updated"
+LEDGER_SOURCES = frozenset({"stripe"})
+"""The ledger reads Stripe-shaped events. Its subscription filters on the source too, but
+a filter is configuration: the handler does not rely on it."""
+
+
+def apply_once(conn: Connection, delivered: Delivered) -> list[int]:
+    """The inbox row and the ledger effects in the caller's transaction; a duplicate (same
+    id, same body) changes nothing."""
+    key = delivered.key
+    if key.source not in LEDGER_SOURCES:
+        raise PermanentError(f"the ledger takes {', '.join(sorted(LEDGER_SOURCES))} events, "
+                             f"not {key.source!r}")  # fmt: skip
+    claim = inbox.claim(
+        conn,
+        key,
+        event_type=delivered.event_type,
+        subscription=delivered.subscription,
+        message_id=delivered.message.message_id,
+        body_sha256=delivered.body_sha256,
+    )
+    if not refuse_conflict(claim):
+        log.info("duplicate delivery acknowledged without effect")
+        return []
+    return apply_event(conn, key, delivered.message.data)
 
 
 def apply_event(conn: Connection, key: EventKey, data: bytes) -> list[int]:
