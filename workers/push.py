@@ -19,8 +19,16 @@ from common.db.delivery_failures import failure_key
 from common.db.inbox import EventKey
 from common.envelope import PushEnvelope, parse_envelope
 from common.errors import NotFound, PermanentError, Problem, ServiceUnavailable
-from common.http import empty_response, path_parts, problem_response, require_method
+from common.http import (
+    empty_response,
+    path_parts,
+    problem_response,
+    reject_cross_site,
+    require_json_body,
+    require_method,
+)
 from common.logging import bind_context, get_logger
+from common.oidc import CallerVerifier, NoCallers
 from common.tracing import parse_trace
 from workers.dead_letter_sink import store_forwarded
 from workers.ledger.handler import apply_event
@@ -39,17 +47,22 @@ EnvelopeHook = Callable[[PushEnvelope], None]
 
 @dataclass
 class Worker:
-    """Routes deliveries by subscription. `before_handle` is a fault-injection hook for tests."""
+    """Routes deliveries by subscription. `before_handle` is a fault-injection hook for tests.
+    Without a `verifier`, every push over HTTP is refused."""
 
     engine: Engine
     project: str = "local-project"
     event_handlers: dict[str, EventHandler] = field(default_factory=lambda: {"ledger": apply_event})
     before_handle: EnvelopeHook | None = None
     relay: OutboxRelay | None = None
+    verifier: CallerVerifier = field(default_factory=NoCallers)
 
     def handle(self, request: Request) -> Response:
         parts = path_parts(request, PREFIX)
         try:
+            reject_cross_site(request)
+            self.verifier.verify(request)
+            require_json_body(request)
             require_method(request, "POST")
             if len(parts) != 1:
                 raise NotFound("no such push endpoint")

@@ -97,11 +97,21 @@ def main() -> None:
 
         from werkzeug.serving import make_server
 
+        from common.service_identity import verifier_for
+        from hookyard.local_identity import LocalIdentity
         from hookyard.server import create_app
         from hookyard.stack import KeepAliveHandler
 
-        http = make_server("127.0.0.1", 0, create_app({"pubsub": worker.handle}), threaded=True,
+        mounts = {"pubsub": worker.handle}
+        http = make_server("127.0.0.1", 0, create_app(mounts), threaded=True,
                            request_handler=KeepAliveHandler)  # fmt: skip
+        # Pushes carry a token the worker verifies, as the local broker's do.
+        stack_url = f"http://127.0.0.1:{http.server_port}"
+        identity = LocalIdentity(root / "secrets", stack_url)
+        mounts["emulator"] = identity.handle_certs
+        worker.verifier = verifier_for("pubsub", Settings(), stack_url)
+        push = {"Authorization": f"Bearer {identity.token('pubsub')}",
+                "Content-Type": "application/json"}  # fmt: skip
         import threading
 
         thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1})
@@ -113,7 +123,9 @@ def main() -> None:
             with httpx.Client(limits=httpx.Limits(max_connections=THREADS)) as client, \
                     ThreadPoolExecutor(THREADS) as pool:  # fmt: skip
                 statuses = list(
-                    pool.map(lambda raw: client.post(url, content=raw).status_code, bodies)
+                    pool.map(
+                        lambda raw: client.post(url, content=raw, headers=push).status_code, bodies
+                    )
                 )
             over_http = rate(len(bodies), began)
             assert set(statuses) == {204}, set(statuses)
