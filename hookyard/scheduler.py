@@ -42,12 +42,13 @@ def next_tick(job: Job, after: datetime, override: str | None = None) -> datetim
 
 
 def scheduler_headers(job: str, at: datetime) -> dict[str, str]:
+    """No Content-Type: Scheduler sets one (octet-stream) only for a job with a body, and
+    Hookyard's jobs have none."""
     return {
         "X-CloudScheduler": "true",
         "X-CloudScheduler-JobName": job,
         "X-CloudScheduler-ScheduleTime": at.isoformat().replace("+00:00", "Z"),
         "User-Agent": "Google-Cloud-Scheduler",
-        "Content-Type": "application/octet-stream",
     }
 
 
