@@ -32,6 +32,7 @@ from common.service_identity import (
     LOCAL_CALLERS,
     LOCAL_CERTS_PATH,
     SIGNING_KEY_FILE,
+    Surface,
     load_local_signer,
     local_issuer,
 )
@@ -91,16 +92,16 @@ def _stack_minter(
     return TokenMinter(signer, issuer or local_issuer(live.url), clock=clock)
 
 
-def _forgeries(live: LocalStack, surface: str, tmp_path: Path) -> dict[str, dict[str, str]]:
+def _forgeries(live: LocalStack, surface: Surface, tmp_path: Path) -> dict[str, dict[str, str]]:
     """Every way a caller without the surface's own token might try, by name."""
-    email = LOCAL_CALLERS[surface]  # type: ignore[index]
+    email = LOCAL_CALLERS[surface]
     other_key = LocalIdentity(tmp_path / "other-key", live.url)
-    wrong_caller = "cron" if surface != "cron" else "pubsub"
+    wrong_caller: Surface = "cron" if surface != "cron" else "pubsub"
     return {
         "no token": {},
         "text/plain from a foreign origin": dict(FOREIGN),
         "not a JWT": _bearer("not-a-token"),
-        "another surface's caller": _bearer(service_token(live, wrong_caller)),  # type: ignore[arg-type]
+        "another surface's caller": _bearer(service_token(live, wrong_caller)),
         "another key": _bearer(other_key.minter.token(email, live.url)),
         "expired": _bearer(_stack_minter(live, at=time.time() - 7200).token(email, live.url)),
         "another audience": _bearer(_stack_minter(live).token(email, "http://127.0.0.1:1")),
