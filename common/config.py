@@ -36,16 +36,27 @@ class Settings(BaseSettings):
     )
     publish_timeout_s: float = Field(default=10.0, gt=0)
     worker_url: str | None = Field(
-        default=None, description="the worker service's URL, the target of Cloud Tasks tasks"
+        default=None,
+        description="the worker's base URL: Cloud Tasks' target, the service tokens' audience",
     )
     tasks_service_account: str | None = Field(
-        default=None, description="service account whose OIDC token Cloud Tasks attaches"
+        default=None,
+        description="service account whose OIDC token Cloud Tasks attaches; /tasks accepts only it",
+    )
+    push_service_account: str | None = Field(
+        default=None,
+        description="gcp: the push subscriptions' OIDC account; /pubsub accepts only it",
+    )
+    oidc_certs_url: str = Field(
+        default="https://www.googleapis.com/oauth2/v1/certs",
+        description="gcp: where the x509 certificates that sign Google's ID tokens are published",
     )
     scheduler_service_account: str | None = Field(
         default=None, description="the only identity /cron accepts in gcp mode (OIDC email)"
     )
     cron_audience: str | None = Field(
-        default=None, description="the OIDC audience Cloud Scheduler mints tokens for"
+        default=None,
+        description="the OIDC audience of Cloud Scheduler's tokens; defaults to the worker URL",
     )
     scheduler_enabled: bool = Field(default=True, description="hookyard dev's local scheduler")
     schedule_overrides: dict[str, str] = Field(

@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Request, Response
 from werkzeug.exceptions import HTTPException
 
 from common.errors import (
     BodyUnreadable,
+    Forbidden,
     MethodNotAllowed,
     PayloadTooLarge,
     Problem,
     RequestTimeout,
+    UnsupportedMediaType,
 )
 
 SECURITY_HEADERS = {
@@ -118,3 +121,54 @@ def _timed_out(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+_CROSS_SITE = frozenset({"cross-site", "same-site"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def reject_cross_site(request: Request) -> None:
+    """For surfaces only servers call (push, tasks, cron, admin, emulators): a browser
+    request from another site or origin is refused (403). Google's callers send neither
+    `Origin` nor `Sec-Fetch-Site`; webhooks are not guarded (senders sign their bodies)."""
+    if request.headers.get("Sec-Fetch-Site", "").strip().lower() in _CROSS_SITE:
+        raise Forbidden("cross-site browser requests are refused")
+    origin = request.headers.get("Origin")
+    if origin is not None and not _same_origin(origin, request):
+        raise Forbidden("requests from another origin are refused")
+
+
+def require_json_body(request: Request) -> None:
+    """A body on those surfaces must be JSON (415): a page cannot send that cross-origin
+    without a CORS preflight, which nothing here answers. Every Hookyard task and push sets
+    it, and Cloud Tasks forwards the task's own Content-Type."""
+    if request.method in _BODY_METHODS and _has_body(request) and not _is_json(request.mimetype):
+        raise UnsupportedMediaType("the body must be application/json")
+
+
+def _same_origin(origin: str, request: Request) -> bool:
+    """Scheme aside (TLS may end at a proxy), the origin must name the host asked for."""
+    try:
+        theirs = urlsplit(origin.strip())
+        ours = urlsplit(f"{theirs.scheme}://{request.host}")
+        default = 443 if theirs.scheme == "https" else 80
+        return (
+            theirs.scheme in {"http", "https"}
+            and theirs.hostname is not None
+            and theirs.hostname == ours.hostname
+            and (theirs.port or default) == (ours.port or default)
+        )
+    except ValueError:
+        return False
+
+
+def _has_body(request: Request) -> bool:
+    if request.headers.get("Transfer-Encoding", "").strip():
+        return True
+    return bool(request.content_length)
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )

@@ -22,7 +22,14 @@ from common.db.engine import get_engine
 from common.db.ledger import Entry
 from common.egress import DestinationRefused, DestinationUnresolved, EgressPolicy, resolve
 from common.errors import BadRequest, Conflict, NotFound, Problem, Unauthorized
-from common.http import json_response, path_parts, problem_response, require_method
+from common.http import (
+    json_response,
+    path_parts,
+    problem_response,
+    reject_cross_site,
+    require_json_body,
+    require_method,
+)
 from common.logging import bind_context, get_logger
 from common.secrets import SecretStore, get_secret_store
 from common.tracing import parse_trace
@@ -63,7 +70,9 @@ class Admin:
     def handle(self, request: Request) -> Response:
         bind_context(parse_trace(request.headers), self.project, route=request.path)
         try:
+            reject_cross_site(request)
             caller = self._authenticate(request)
+            require_json_body(request)
             return self._route(request, path_parts(request, PREFIX), caller)
         except Problem as problem:
             return problem_response(problem, request.path)

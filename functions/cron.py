@@ -12,17 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Protocol
 
 from flask import Request, Response
 
 from common.config import get_settings
 from common.errors import BadRequest, NotFound, Problem, PublishError, ServiceUnavailable
-from common.errors import Unauthorized as UnauthorizedProblem
-from common.http import json_response, path_parts, problem_response, require_method
+from common.http import (
+    json_response,
+    path_parts,
+    problem_response,
+    reject_cross_site,
+    require_json_body,
+    require_method,
+)
 from common.job_tasks import job_task, stamp
 from common.logging import bind_context, get_logger
 from common.messaging.tasks import TaskQueue
+from common.oidc import CallerVerifier
 from common.storable import datetime_problem
 from common.topology import Topology, get_topology
 from common.tracing import new_trace, parse_trace
@@ -34,54 +40,6 @@ SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 # Jobs compute days around their schedule time: keep a margin from datetime's limits.
 EARLIEST_SCHEDULE = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_SCHEDULE = datetime(9999, 1, 1, tzinfo=UTC)
-GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
-
-
-class Authorizer(Protocol):
-    def authorize(self, request: Request) -> None:
-        """Raises `Unauthorized` unless the caller is the scheduler."""
-        ...
-
-
-class LocalAuthorizer:
-    """Explicit local mode only: the dev stack's own scheduler is the caller."""
-
-    def authorize(self, request: Request) -> None:
-        return None
-
-
-class OidcAuthorizer:
-    """GCP: Cloud Scheduler's OIDC token, checked for signature, audience, issuer, expiry and
-    the scheduler's service account. A missing token is always refused."""
-
-    def __init__(self, audience: str, service_account: str, certs_url: str | None = None) -> None:
-        self._audience = audience
-        self._service_account = service_account
-        self._certs_url = certs_url
-
-    def authorize(self, request: Request) -> None:
-        from google.auth.transport import requests as google_requests
-        from google.oauth2 import id_token
-
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise UnauthorizedProblem("missing OIDC token")
-        try:
-            if self._certs_url:
-                claims = id_token.verify_token(
-                    token, google_requests.Request(), audience=self._audience,
-                    certs_url=self._certs_url,
-                )  # fmt: skip
-            else:
-                claims = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
-                    token, google_requests.Request(), audience=self._audience
-                )
-        except Exception as exc:
-            raise UnauthorizedProblem("invalid OIDC token") from exc
-        if claims.get("iss") not in GOOGLE_ISSUERS:
-            raise UnauthorizedProblem("token was not issued by Google")
-        if claims.get("email") != self._service_account or not claims.get("email_verified"):
-            raise UnauthorizedProblem("token is not from the scheduler's service account")
 
 
 def parse_schedule_time(raw: str | None, now: float) -> datetime:
@@ -108,7 +66,7 @@ def parse_schedule_time(raw: str | None, now: float) -> datetime:
 class CronIngest:
     topology: Topology
     tasks_factory: Callable[[], TaskQueue]
-    authorizer: Authorizer
+    verifier: CallerVerifier
     project: str = "local-project"
     clock: Callable[[], float] = time.time
 
@@ -117,13 +75,15 @@ class CronIngest:
         parts = path_parts(request, PREFIX)
         bind_context(trace, self.project, job=parts[0] if parts else None)
         try:
+            reject_cross_site(request)
+            self.verifier.verify(request)
+            require_json_body(request)
             if len(parts) != 1:
                 raise NotFound("no such cron endpoint")
             job = self.topology.job(parts[0])
             if job is None:
                 raise NotFound(f"unknown job {parts[0]!r}")
             require_method(request, "POST")
-            self.authorizer.authorize(request)
             when = parse_schedule_time(request.headers.get(SCHEDULE_HEADER), self.clock())
             task = job_task(job.name, when, trace.traceparent)
             try:
@@ -146,18 +106,11 @@ class CronIngest:
 @lru_cache(maxsize=1)
 def default_cron() -> CronIngest:
     from common.messaging.publisher import get_task_queue
+    from common.service_identity import verifier_for
 
     settings = get_settings()
-    authorizer: Authorizer = LocalAuthorizer()
-    if settings.env == "gcp":
-        if not settings.scheduler_service_account or not settings.cron_audience:
-            from common.errors import ConfigError
-
-            raise ConfigError(
-                "gcp mode needs HOOKYARD_SCHEDULER_SERVICE_ACCOUNT and _CRON_AUDIENCE"
-            )
-        authorizer = OidcAuthorizer(settings.cron_audience, settings.scheduler_service_account)
-    return CronIngest(get_topology(), get_task_queue, authorizer, settings.gcp_project)
+    verifier = verifier_for("cron", settings)
+    return CronIngest(get_topology(), get_task_queue, verifier, settings.gcp_project)
 
 
 def handle(request: Request) -> Response:

@@ -201,6 +201,8 @@ def cron_run(
 
     import httpx
 
+    from common.errors import PublishError
+    from common.service_identity import LocalTokenFile
     from common.topology import get_topology
     from functions.cron import parse_schedule_time
     from hookyard.scheduler import scheduler_headers
@@ -211,9 +213,17 @@ def cron_run(
         when = parse_schedule_time(at, datetime.now(UTC).timestamp())
     except Exception as exc:
         raise typer.BadParameter("--at must be RFC 3339 with a UTC offset") from exc
-    target = f"{(url or Settings().base_url).rstrip('/')}/cron/{job}"
+    settings = Settings()
+    base = (url or settings.base_url).rstrip("/")
+    target = f"{base}/cron/{job}"
     try:
-        response = httpx.post(target, headers=scheduler_headers(job, when), timeout=30)
+        # The local scheduler's identity, from the key the running stack keeps on disk.
+        token = LocalTokenFile(settings, "cron", stack_url=base)()
+    except PublishError as exc:
+        raise fail(str(exc)) from exc
+    headers = {**scheduler_headers(job, when), "Authorization": f"Bearer {token}"}
+    try:
+        response = httpx.post(target, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
     typer.echo(f"{response.status_code} {response.text.strip()}")

@@ -19,6 +19,7 @@ import httpx
 from croniter import croniter
 
 from common.logging import get_logger
+from common.oidc import TokenProvider
 from common.topology import Job, Topology
 
 log = get_logger(__name__)
@@ -41,12 +42,13 @@ def next_tick(job: Job, after: datetime, override: str | None = None) -> datetim
 
 
 def scheduler_headers(job: str, at: datetime) -> dict[str, str]:
+    """No Content-Type: Scheduler sets one (octet-stream) only for a job with a body, and
+    Hookyard's jobs have none."""
     return {
         "X-CloudScheduler": "true",
         "X-CloudScheduler-JobName": job,
         "X-CloudScheduler-ScheduleTime": at.isoformat().replace("+00:00", "Z"),
         "User-Agent": "Google-Cloud-Scheduler",
-        "Content-Type": "application/octet-stream",
     }
 
 
@@ -58,7 +60,10 @@ class LocalScheduler:
         *,
         overrides: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        token: TokenProvider | None = None,
     ) -> None:
+        """`token` is the OIDC token every tick carries, as a job's `oidc_token` does."""
+        self._token = token
         self._jobs = {job.name: job for job in topology.jobs}
         self._base = base_url.rstrip("/")
         self._overrides = dict(overrides or {})
@@ -121,10 +126,13 @@ class LocalScheduler:
                 self._running.discard(job.name)
 
     def _post(self, job: Job, at: datetime) -> bool:
+        headers = scheduler_headers(job.name, at)
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token()}"
         try:
             response = self._http.post(
                 f"{self._base}/cron/{job.name}",
-                headers=scheduler_headers(job.name, at),
+                headers=headers,
                 timeout=job.attempt_deadline_s,
             )
         except httpx.HTTPError as exc:

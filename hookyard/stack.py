@@ -21,24 +21,35 @@ from common.config import Settings
 from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
 from common.egress import EgressPolicy
+from common.errors import NotFound, Problem
 from common.health import Health, database_ready
-from common.http import Handler
+from common.http import Handler, problem_response, reject_cross_site, require_json_body
 from common.job_tasks import JOBS_QUEUE
 from common.logging import get_logger
 from common.messaging.local import LocalPublisher
 from common.messaging.tasks import LocalTaskQueue
+from common.oidc import CallerVerifier
 from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
 from common.replay_tasks import REPLAYS_QUEUE
 from common.secrets import EnvSecretStore
+from common.service_identity import (
+    LOCAL_CERTS_PATH,
+    LOCAL_ISSUER_PATH,
+    Surface,
+    audience_for,
+    certificates_for,
+    verifier_for,
+)
 from common.topology import Topology, get_topology
 from functions.admin import Admin
-from functions.cron import CronIngest, LocalAuthorizer
+from functions.cron import CronIngest
 from functions.operations import Operations
 from functions.webhooks import WebhookIngest
 from hookyard.broker import Broker
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.emulator_stats import emulator_backlog
+from hookyard.local_identity import LocalIdentity
 from hookyard.local_postgres import LocalPostgres
 from hookyard.scheduler import LocalScheduler
 from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
@@ -64,6 +75,7 @@ class LocalStack:
     tasks: TaskEmulator | None = field(default=None, init=False)
     notifier: Notifier | None = field(default=None, init=False)
     scheduler: LocalScheduler | None = field(default=None, init=False)
+    identity: LocalIdentity | None = field(default=None, init=False)
     server: HardenedWSGIServer | None = field(default=None, init=False)
     generated_secrets: list[str] = field(default_factory=list, init=False)
     mounts: dict[str, Any] = field(default_factory=dict, init=False)
@@ -112,17 +124,38 @@ class LocalStack:
         settings = self.settings
         project, location = settings.gcp_project, settings.gcp_region
         engine = self.engine
-        self.broker = Broker(engine, self.topology, base, project=project)
+        # Every service-to-service call carries a token this stack signed, and is verified
+        # against the certificate it publishes, as Google's callers and certificates in GCP.
+        identity = self.identity = LocalIdentity(self.secrets_dir, base)
+        certs = certificates_for(settings, base)
+
+        def verifier(surface: Surface) -> CallerVerifier:
+            return verifier_for(surface, settings, base, certs)
+
+        self.broker = Broker(
+            engine, self.topology, base, project=project, token=identity.provider("pubsub")
+        )
         self.broker.install()
-        self.tasks = TaskEmulator(engine, self.topology, base, project=project, location=location)
+        self.tasks = TaskEmulator(
+            engine, self.topology, base, project=project, location=location,
+            token=identity.provider("tasks"),
+        )  # fmt: skip
         self.tasks.install()
-        publisher = LocalPublisher(base, project, settings.publish_timeout_s)
-        task_queue = LocalTaskQueue(base, project, location, settings.publish_timeout_s)
+        publisher = LocalPublisher(
+            base, project, settings.publish_timeout_s, token=identity.provider("emulator")
+        )
+        task_queue = LocalTaskQueue(
+            base, project, location, settings.publish_timeout_s,
+            token=identity.provider("emulator"),
+        )  # fmt: skip
         ingest = WebhookIngest(self.topology, store, publisher, project)
         relay = OutboxRelay(engine, task_queue)
         egress = EgressPolicy(allow_loopback=settings.notify_allow_loopback)
         self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s, egress=egress)
-        worker = Worker(engine, project, before_handle=self.worker_hook, relay=relay)
+        worker = Worker(
+            engine, project, before_handle=self.worker_hook, relay=relay,
+            verifier=verifier("pubsub"),
+        )  # fmt: skip
         task_worker = TaskWorker(
             engine,
             self.topology,
@@ -133,6 +166,7 @@ class LocalStack:
                 STATEMENTS_QUEUE: StatementWriter(engine),
             },
             project,
+            verifier=verifier("tasks"),
         )
         operations = Operations(
             lambda: engine, lambda: task_queue, lambda: emulator_backlog(engine)
@@ -144,10 +178,15 @@ class LocalStack:
                 "pubsub": worker.handle,
                 "tasks": task_worker.handle,
                 "cron": CronIngest(
-                    self.topology, lambda: task_queue, LocalAuthorizer(), project
+                    self.topology,
+                    lambda: task_queue,
+                    verifier("cron"),
+                    project,
                 ).handle,
                 "health": Health(database_ready(lambda: engine)).handle,
-                "emulator": emulator_handler(self.broker, self.tasks),
+                "emulator": emulator_handler(
+                    self.broker, self.tasks, identity, verifier("emulator")
+                ),
                 "openapi.json": openapi_handler(self.topology),
             }
         )
@@ -159,8 +198,9 @@ class LocalStack:
         self.tasks.start()
         if settings.scheduler_enabled:
             self.scheduler = LocalScheduler(
-                self.topology, base, overrides=settings.schedule_overrides
-            )
+                self.topology, base, overrides=settings.schedule_overrides,
+                token=identity.provider("cron", audience_for("cron", settings, base)),
+            )  # fmt: skip
             self.scheduler.start()
         log.info("hookyard listening", url=base, database=_safe_url(url))
 
@@ -195,10 +235,23 @@ class LocalStack:
         log.info("hookyard stopped")
 
 
-def emulator_handler(broker: Broker, tasks: TaskEmulator) -> Handler:
-    """`/emulator/pubsub/...` and `/emulator/tasks/...`: the two local Google APIs."""
+def emulator_handler(
+    broker: Broker, tasks: TaskEmulator, identity: LocalIdentity, verifier: CallerVerifier
+) -> Handler:
+    """`/emulator/pubsub/...` and `/emulator/tasks/...`, the two local Google APIs, for the
+    stack's own callers only; `/emulator/oauth2/v1/certs`, public as Google's is."""
 
     def handle(request: Request) -> Response:
+        if request.path.startswith(LOCAL_ISSUER_PATH + "/"):
+            if request.path != LOCAL_CERTS_PATH:
+                return problem_response(NotFound("no such issuer endpoint"), request.path)
+            return identity.handle_certs(request)
+        try:
+            reject_cross_site(request)
+            verifier.verify(request)
+            require_json_body(request)
+        except Problem as problem:
+            return problem_response(problem, request.path)
         if request.path.startswith("/emulator/tasks/"):
             return handle_tasks_api(tasks, request)
         return handle_publish(broker, request)

@@ -24,9 +24,12 @@ from common.http import (
     path_parts,
     problem_response,
     read_body,
+    reject_cross_site,
+    require_json_body,
     require_method,
 )
 from common.logging import bind_context, get_logger
+from common.oidc import CallerVerifier, NoCallers
 from common.tracing import parse_trace
 from workers.dead_letter_sink import store_forwarded
 from workers.delivery import Delivered, EventHandler
@@ -45,7 +48,8 @@ EnvelopeHook = Callable[[PushEnvelope], None]
 
 @dataclass
 class Worker:
-    """Routes deliveries by subscription. `before_handle` is a fault-injection hook for tests."""
+    """Routes deliveries by subscription. `before_handle` is a fault-injection hook for tests.
+    Without a `verifier`, every push over HTTP is refused."""
 
     engine: Engine
     project: str = "local-project"
@@ -54,10 +58,14 @@ class Worker:
     )
     before_handle: EnvelopeHook | None = None
     relay: OutboxRelay | None = None
+    verifier: CallerVerifier = field(default_factory=NoCallers)
 
     def handle(self, request: Request) -> Response:
         parts = path_parts(request, PREFIX)
         try:
+            reject_cross_site(request)
+            self.verifier.verify(request)
+            require_json_body(request)
             require_method(request, "POST")
             if len(parts) != 1:
                 raise NotFound("no such push endpoint")

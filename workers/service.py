@@ -15,9 +15,11 @@ from common.health import Health, database_ready
 from common.http import problem_response
 from common.job_tasks import JOBS_QUEUE
 from common.messaging.publisher import get_publisher, get_task_queue
+from common.oidc import CertificateCache
 from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
 from common.replay_tasks import REPLAYS_QUEUE
 from common.secrets import get_secret_store
+from common.service_identity import certificates_for, verifier_for
 from common.topology import get_topology
 from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
 from workers.notifications import Notifier
@@ -27,10 +29,21 @@ from workers.tasks import TaskHandler, TaskWorker
 
 
 @lru_cache(maxsize=1)
+def _certificates() -> CertificateCache:
+    return certificates_for(get_settings())
+
+
+@lru_cache(maxsize=1)
 def _worker() -> Worker:
     engine = get_engine()
     relay = OutboxRelay(engine, get_task_queue())
-    return Worker(engine, get_settings().gcp_project, relay=relay)
+    settings = get_settings()
+    return Worker(
+        engine,
+        settings.gcp_project,
+        relay=relay,
+        verifier=verifier_for("pubsub", settings, certs=_certificates()),
+    )
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +62,8 @@ def _tasks() -> TaskWorker:
         ),
         STATEMENTS_QUEUE: StatementWriter(engine),
     }
-    return TaskWorker(engine, topology, handlers, settings.gcp_project)
+    verifier = verifier_for("tasks", settings, certs=_certificates())
+    return TaskWorker(engine, topology, handlers, settings.gcp_project, verifier=verifier)
 
 
 @lru_cache(maxsize=1)

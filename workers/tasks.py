@@ -21,9 +21,12 @@ from common.http import (
     path_parts,
     problem_response,
     read_body,
+    reject_cross_site,
+    require_json_body,
     require_method,
 )
 from common.logging import bind_context, get_logger
+from common.oidc import CallerVerifier, NoCallers
 from common.storable import parse_bounded_int
 from common.topology import Topology
 from common.tracing import parse_trace
@@ -43,10 +46,15 @@ class TaskWorker:
     topology: Topology
     handlers: Mapping[str, TaskHandler] = field(default_factory=dict)
     project: str = "local-project"
+    verifier: CallerVerifier = field(default_factory=NoCallers)
+    """Without one, every task over HTTP is refused."""
 
     def handle(self, request: Request) -> Response:
         parts = path_parts(request, PREFIX)
         try:
+            reject_cross_site(request)
+            self.verifier.verify(request)
+            require_json_body(request)
             require_method(request, "POST")
             if len(parts) != 1 or parts[0] not in self.handlers:
                 raise NotFound("no such task queue")

@@ -6,8 +6,8 @@ month of rows, and a huge backlog drains over several calls instead of one timeo
 `SKIP LOCKED` leaves rows a live transaction is using for a later run.
 
 Never touched: the ledger (transactions, postings, charges), dead letters, and inbox and
-event-log rows a ledger transaction references (the foreign key would refuse it; the row is also the proof
-that the effect was applied once).
+event-log rows a ledger transaction references (the foreign key would refuse the inbox
+delete; both rows are the proof that the effect was applied once).
 """
 
 from __future__ import annotations

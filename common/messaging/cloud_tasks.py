@@ -1,4 +1,7 @@
-"""Google Cloud Tasks: named HTTP tasks to the worker, with an OIDC token it can verify."""
+"""Google Cloud Tasks: named HTTP tasks to the worker, with an OIDC token it can verify.
+
+The token's audience is the worker's base URL, not the task's URL: one audience for every
+surface, which is what the worker's verifier expects."""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ class CloudTasksQueue:
         if self._service_account:
             http_request["oidc_token"] = {
                 "service_account_email": self._service_account,
-                "audience": url,
+                "audience": self._worker_url,
             }
         body: dict[str, Any] = {"http_request": http_request}
         if task.name:

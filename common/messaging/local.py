@@ -18,6 +18,7 @@ from tenacity import (
 from common.errors import PublishError
 from common.lazy import Lazy
 from common.messaging.publisher import OutboundMessage
+from common.oidc import TokenProvider
 
 
 def publish_path(project: str, topic: str) -> str:
@@ -25,10 +26,15 @@ def publish_path(project: str, topic: str) -> str:
 
 
 class LocalPublisher:
-    def __init__(self, base_url: str, project: str, timeout_s: float) -> None:
+    """`token` supplies the bearer token the broker's API requires (the stack's own)."""
+
+    def __init__(
+        self, base_url: str, project: str, timeout_s: float, token: TokenProvider | None = None
+    ) -> None:
         self._base = base_url.rstrip("/")
         self._project = project
         self._timeout = timeout_s
+        self._token = token
         self._client = Lazy(self._build)
 
     def _build(self) -> httpx.Client:
@@ -74,4 +80,5 @@ class LocalPublisher:
     )
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """Only connection failures are retried: the request never reached the broker."""
-        return self._client.get().post(path, json=body)
+        headers = {"Authorization": f"Bearer {self._token()}"} if self._token else None
+        return self._client.get().post(path, json=body, headers=headers)

@@ -48,9 +48,14 @@ def get_task_queue() -> TaskQueue:
             timeout_s=settings.publish_timeout_s,
         )
     from common.messaging.tasks import LocalTaskQueue
+    from common.service_identity import LocalTokenFile
 
     return LocalTaskQueue(
-        settings.broker_url, settings.gcp_project, settings.gcp_region, settings.publish_timeout_s
+        settings.broker_url,
+        settings.gcp_project,
+        settings.gcp_region,
+        settings.publish_timeout_s,
+        token=LocalTokenFile(settings, "emulator"),
     )
 
 
@@ -62,5 +67,11 @@ def get_publisher() -> Publisher:
 
         return PubSubPublisher(settings.gcp_project, settings.publish_timeout_s)
     from common.messaging.local import LocalPublisher
+    from common.service_identity import LocalTokenFile
 
-    return LocalPublisher(settings.broker_url, settings.gcp_project, settings.publish_timeout_s)
+    return LocalPublisher(
+        settings.broker_url,
+        settings.gcp_project,
+        settings.publish_timeout_s,
+        token=LocalTokenFile(settings, "emulator"),
+    )

@@ -20,6 +20,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from common.errors import PublishError
 from common.lazy import Lazy
+from common.oidc import TokenProvider
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 # A refused connection means the request never arrived, so repeating it cannot create the
@@ -69,13 +70,22 @@ def rfc3339(moment: datetime) -> str:
 
 
 class LocalTaskQueue:
-    """`TaskQueue` over HTTP to the local emulator, in the Cloud Tasks v2 REST shape."""
+    """`TaskQueue` over HTTP to the local emulator, in the Cloud Tasks v2 REST shape;
+    `token` supplies the bearer token the emulator's API requires (the stack's own)."""
 
-    def __init__(self, base_url: str, project: str, location: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        project: str,
+        location: str,
+        timeout_s: float,
+        token: TokenProvider | None = None,
+    ) -> None:
         self._base = base_url.rstrip("/")
         self._project = project
         self._location = location
         self._timeout = timeout_s
+        self._token = token
         # Shared by every thread: a client per call would pay for a new pool each time.
         self._client = Lazy(lambda: httpx.Client(base_url=self._base, timeout=self._timeout))
 
@@ -85,9 +95,12 @@ class LocalTaskQueue:
         if task.schedule_time is not None and task.schedule_time.utcoffset() is None:
             raise PublishError("schedule_time must be timezone-aware")
         path = create_task_path(self._project, self._location, task.queue)
+        headers = {"Authorization": f"Bearer {self._token()}"} if self._token else None
         try:
             # A copy per call: a Retrying keeps per-run state.
-            response = _RECONNECT.copy()(self._client.get().post, path, json=self._payload(task))
+            response = _RECONNECT.copy()(
+                self._client.get().post, path, json=self._payload(task), headers=headers
+            )
         except httpx.HTTPError as exc:
             raise PublishError(f"local task emulator unreachable: {type(exc).__name__}") from exc
         if response.status_code == 200:

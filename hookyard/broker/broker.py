@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from common.errors import BadRequest, NotFound
 from common.logging import get_logger
+from common.oidc import TokenProvider
 from common.pubsub_filter import Filter, parse_filter
 from common.topology import Subscription, Topology
 from hookyard.broker import store
@@ -42,8 +43,10 @@ class Broker:
         max_concurrent_pushes: int = 16,
         http_client: httpx.Client | None = None,
         max_idle_s: float = 5.0,
+        token: TokenProvider | None = None,
     ) -> None:
-        """`max_idle_s` caps any one sleep of the dispatcher: a safety net, not the wake-up path."""
+        """`max_idle_s` caps any one sleep of the dispatcher: a safety net, not the wake-up path.
+        `token` is the OIDC token every push carries, as a subscription's `oidc_token` does."""
         if max_concurrent_pushes < 1:
             raise ValueError("max_concurrent_pushes must be at least 1")
         self.project = project
@@ -57,6 +60,7 @@ class Broker:
         self._http = http_client
         self._owns_http = http_client is None
         self._max_idle_s = max_idle_s
+        self._token = token
         self._lock = threading.Lock()
         self._installed = False
         self._wakeup: Wakeup | None = None
@@ -124,6 +128,7 @@ class Broker:
                 http_client=self._http,
                 wakeup=self._wakeup,
                 max_idle_s=self._max_idle_s,
+                token=self._token,
             )
             self._dispatcher.start()
         log.info("pubsub broker started", push_base_url=self._push_base_url)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from common.envelope import build_envelope
 from common.logging import get_logger
+from common.oidc import TokenProvider
 from common.topology import Subscription, Topology
 from hookyard.broker import store
 from hookyard.broker.settle import Outcome, PushResult, Settler
@@ -50,8 +51,10 @@ class Dispatcher:
         http_client: httpx.Client,
         wakeup: Wakeup,
         max_idle_s: float,
+        token: TokenProvider | None = None,
     ) -> None:
         self._engine = engine
+        self._token = token
         self._base_url = push_base_url.rstrip("/")
         self._project = project
         self._http = http_client
@@ -167,11 +170,14 @@ class Dispatcher:
             ordering_key=delivery.ordering_key,
             delivery_attempt=delivery.attempts + 1 if with_attempt else None,
         )
+        headers = dict(_HEADERS)
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token()}"
         try:
             response = self._http.post(
                 self._base_url + subscription.push_path,
                 content=json.dumps(envelope).encode("utf-8"),
-                headers=_HEADERS,
+                headers=headers,
                 timeout=float(subscription.ack_deadline_seconds),
             )
         except httpx.TimeoutException:

@@ -27,6 +27,7 @@ import httpx
 from sqlalchemy.engine import Connection, Engine
 
 from common.logging import get_logger
+from common.oidc import TokenProvider
 from common.topology import Queue, Topology
 from hookyard.broker.dispatcher import LEASE_MARGIN_S
 from hookyard.broker.wakeup import Wakeup
@@ -65,9 +66,14 @@ class AttemptResult:
         return self.status is not None and 200 <= self.status < 300
 
 
-def dispatch_headers(task: ClaimedTask) -> dict[str, str]:
-    """The task's own headers (reserved names were dropped at create) plus Cloud Tasks'."""
+def dispatch_headers(task: ClaimedTask, token: str | None = None) -> dict[str, str]:
+    """The task's own headers (reserved names were dropped at create) plus Cloud Tasks'; a
+    `token` replaces any Authorization the task carried, as a task's `oidc_token` does."""
     headers = dict(task.headers)
+    if token is not None:
+        for name in [n for n in headers if n.lower() == "authorization"]:
+            del headers[name]
+        headers["Authorization"] = f"Bearer {token}"
     headers["User-Agent"] = USER_AGENT
     headers["X-CloudTasks-QueueName"] = task.queue
     headers["X-CloudTasks-TaskName"] = task.name
@@ -103,6 +109,7 @@ class DispatchSettings:
     max_idle_s: float
     tombstone_s: float
     clock: Callable[[], float]
+    token: TokenProvider | None = None
 
 
 class Dispatcher:
@@ -285,11 +292,12 @@ class Dispatcher:
 
     def _attempt(self, queue: Queue, task: ClaimedTask) -> AttemptResult:
         """Redirects are followed, as Cloud Tasks does: they are not attempts of their own."""
+        token = self._settings.token() if self._settings.token is not None else None
         try:
             response = self._http.post(
                 self._base_url + queue.push_path,
                 content=task.body,
-                headers=dispatch_headers(task),
+                headers=dispatch_headers(task, token),
                 timeout=float(queue.dispatch_deadline_s),
                 follow_redirects=True,
             )

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from common.errors import BadRequest, NotFound, Problem, PublishError
 from common.logging import get_logger
 from common.messaging.tasks import TaskRequest, valid_task_id
+from common.oidc import TokenProvider
 from common.topology import Queue, Topology
 from hookyard.tasks import store
 from hookyard.tasks.dispatcher import Dispatcher, DispatchSettings
@@ -55,10 +56,12 @@ class TaskEmulator:
         clock: Callable[[], float] = time.monotonic,
         tombstone_s: float = DEFAULT_TOMBSTONE_S,
         max_workers: int = 32,
+        token: TokenProvider | None = None,
     ) -> None:
         """`clock` drives the rate limits; `max_workers` bounds attempts in flight across
         all queues; `max_idle_s` caps any one sleep of the dispatcher (a safety net, not
-        the wake-up path)."""
+        the wake-up path); `token` is the OIDC token every attempt carries, as a task's
+        `oidc_token` does."""
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         if tombstone_s < 0:
@@ -74,6 +77,7 @@ class TaskEmulator:
             max_idle_s=max_idle_s,
             tombstone_s=tombstone_s,
             clock=clock,
+            token=token,
         )
         self._lock = threading.Lock()
         self._installed = False

@@ -92,7 +92,7 @@ def test_enqueue_creates_a_named_post_with_an_oidc_token(
     assert http.body == TASK.body
     assert "oidc_token" in http
     assert http.oidc_token.service_account_email == SERVICE_ACCOUNT
-    assert http.oidc_token.audience == TASK_URL
+    assert http.oidc_token.audience == WORKER_URL  # the one audience the worker accepts
     assert "oauth_token" not in http
     assert "schedule_time" not in sent  # none given: the service runs it at once
     assert "app_engine_http_request" not in sent

@@ -6,20 +6,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
 
 from common.config import Settings
 from common.db import outbox
+from hookyard.cli import app
 from hookyard.scheduler import scheduler_headers
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
 from tests.support.receiver import receiver
-from tests.support.stack import admin, running_stack, wait_for
+from tests.support.stack import admin, running_stack, service_headers, wait_for
 
 
-def _tick(client: httpx.Client, job: str, at: str) -> httpx.Response:
-    headers = {**scheduler_headers(job, datetime.now(UTC)), "X-CloudScheduler-ScheduleTime": at}
+def _tick(stack: LocalStack, client: httpx.Client, job: str, at: str) -> httpx.Response:
+    headers = {
+        **scheduler_headers(job, datetime.now(UTC)), "X-CloudScheduler-ScheduleTime": at,
+        **service_headers(stack, "cron"),
+    }  # fmt: skip
     return client.post(f"/cron/{job}", headers=headers)
 
 
@@ -43,22 +49,23 @@ def test_one_task_per_schedule_time(
     ):
         assert stack.tasks is not None
         stack.tasks.pause("jobs")  # keep the tasks visible; running them is test_jobs' business
-        first = _tick(client, "reconcile", "2026-10-16T05:00:00-07:00")
+        first = _tick(stack, client, "reconcile", "2026-10-16T05:00:00-07:00")
         assert first.status_code == 202, first.text
         assert first.json() == {
             "status": "scheduled", "job": "reconcile",
             "schedule_time": "2026-10-16T12:00:00Z", "task": "reconcile-20261016T120000Z",
         }  # fmt: skip
-        again = _tick(client, "reconcile", "2026-10-16T12:00:00Z")
+        again = _tick(stack, client, "reconcile", "2026-10-16T12:00:00Z")
         assert again.status_code == 200
         assert again.json()["status"] == "already scheduled"
-        assert _tick(client, "reconcile", "2026-10-16T13:00:00Z").status_code == 202
+        assert _tick(stack, client, "reconcile", "2026-10-16T13:00:00Z").status_code == 202
         assert _job_tasks(engine, "reconcile-") == [
             "reconcile-20261016T120000Z", "reconcile-20261016T130000Z",
         ]  # fmt: skip
-        assert client.post("/cron/nope").status_code == 404
-        assert client.get("/cron/reconcile").status_code == 405
-        bad = _tick(client, "reconcile", "noon")
+        scheduler = service_headers(stack, "cron")
+        assert client.post("/cron/nope", headers=scheduler).status_code == 404
+        assert client.get("/cron/reconcile", headers=scheduler).status_code == 405
+        bad = _tick(stack, client, "reconcile", "noon")
         assert bad.status_code == 400
         assert bad.json()["field"] == "X-CloudScheduler-ScheduleTime"
 
@@ -114,8 +121,8 @@ def test_daily_balances_fans_out_a_thousand_accounts_within_the_rate_limit(
         running_stack(pg_server, database, tmp_path) as stack,
         httpx.Client(base_url=stack.url, timeout=10) as client,
     ):
-        assert _tick(client, "daily-balances", "2026-11-23T00:05:00Z").status_code == 202
-        assert _tick(client, "daily-balances", "2026-11-23T00:05:00Z").status_code == 200
+        assert _tick(stack, client, "daily-balances", "2026-11-23T00:05:00Z").status_code == 202
+        assert _tick(stack, client, "daily-balances", "2026-11-23T00:05:00Z").status_code == 200
 
         def written() -> int:
             with engine.connect() as conn:
@@ -136,3 +143,24 @@ def test_daily_balances_fans_out_a_thousand_accounts_within_the_rate_limit(
     assert spread[0] == accounts  # one named task per account, however often the tick came
     # Dispatches may not outrun the token bucket: (n - burst) tokens take (n - burst)/rate s.
     assert float(spread[1]) >= (accounts - burst) / rate * 0.9
+
+
+def test_cron_run_by_hand_presents_the_schedulers_token(
+    pg_server: TestServer, database: str, engine: Engine, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """`hookyard cron run` signs with the key the running stack keeps under its data dir."""
+    runner = CliRunner()
+    with running_stack(pg_server, database, tmp_path) as stack:
+        assert stack.tasks is not None
+        stack.tasks.pause("jobs")
+        args = ["cron", "run", "reconcile", "--at", "2030-05-01T10:00:00Z", "--url", stack.url]
+        monkeypatch.setenv("HOOKYARD_DATA_DIR", str(tmp_path / "elsewhere"))
+        lost = runner.invoke(app, args)
+        assert lost.exit_code == 1
+        assert "no local signing key" in lost.output
+        monkeypatch.setenv("HOOKYARD_DATA_DIR", str(tmp_path / "data"))
+        ran = runner.invoke(app, args)
+        assert ran.exit_code == 0, ran.output
+        assert any(line.startswith("202 ") for line in ran.output.splitlines()), ran.output
+        assert _job_tasks(engine, "reconcile-") == ["reconcile-20300501T100000Z"]

@@ -1,48 +1,27 @@
-"""/cron in GCP mode: only the scheduler's OIDC token gets in, verified by google-auth
-against certificates served over a real socket (a stand-in for Google's certs endpoint)."""
+"""/cron in GCP mode: only the scheduler's OIDC token gets in, verified by the one
+`OidcVerifier` against certificates served over a real socket (a stand-in for Google's)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from google.auth import crypt, jwt
 from werkzeug.serving import make_server
-from werkzeug.wrappers import Response
 
 from common.messaging.tasks import TaskRequest
+from common.oidc import GOOGLE_ISSUERS, OidcVerifier
 from common.topology import get_topology
-from functions.cron import CronIngest, OidcAuthorizer
+from functions.cron import CronIngest
 from hookyard.server import create_app
+from tests.support.oidc import FakeGoogle, fake_google
 
 AUDIENCE = "https://cron.example.run.app"
 SCHEDULER = "scheduler@proj.iam.gserviceaccount.com"
-
-
-def _key_and_cert() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-signer")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return pem, cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 class _Recorder:
@@ -54,45 +33,30 @@ class _Recorder:
         return True
 
 
-@pytest.fixture(scope="module")
-def keys() -> tuple[str, str, str]:
-    private, cert = _key_and_cert()
-    other_private, _ = _key_and_cert()
-    return private, cert, other_private
+@pytest.fixture
+def google(tmp_path: Path) -> Iterator[FakeGoogle]:
+    with fake_google(tmp_path / "google") as running:
+        yield running
 
 
 @pytest.fixture
-def cron_url(keys: tuple[str, str, str]) -> Iterator[tuple[str, _Recorder]]:
-    _, cert, _ = keys
-    served = Response(json.dumps({"kid-1": cert}), mimetype="application/json")
-    certs = make_server("127.0.0.1", 0, served)
+def cron_url(google: FakeGoogle) -> Iterator[tuple[str, _Recorder]]:
     recorder = _Recorder()
-    certs_url = f"http://127.0.0.1:{certs.server_port}/certs"
-    authorizer = OidcAuthorizer(AUDIENCE, SCHEDULER, certs_url=certs_url)
-    ingest = CronIngest(get_topology(), lambda: recorder, authorizer)
+    verifier = OidcVerifier(google.certs_url, GOOGLE_ISSUERS, AUDIENCE, {SCHEDULER})
+    ingest = CronIngest(get_topology(), lambda: recorder, verifier)
     app = make_server("127.0.0.1", 0, create_app({"cron": ingest.handle}), threaded=True)
-    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1})
-               for s in (certs, app)]  # fmt: skip
-    for t in threads:
-        t.start()
+    thread = threading.Thread(target=app.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
     try:
         yield f"http://127.0.0.1:{app.server_port}", recorder
     finally:
-        for server in (certs, app):
-            server.shutdown()
-            server.server_close()
-        for t in threads:
-            t.join(timeout=10)
+        app.shutdown()
+        app.server_close()
+        thread.join(timeout=10)
 
 
-def _token(private_pem: str, **overrides: Any) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "https://accounts.google.com", "aud": AUDIENCE, "email": SCHEDULER,
-        "email_verified": True, "sub": "1", "iat": now, "exp": now + 3600, **overrides,
-    }  # fmt: skip
-    signer = crypt.RSASigner.from_string(private_pem, key_id="kid-1")
-    return jwt.encode(signer, claims).decode()
+def _token(google: FakeGoogle, **overrides: Any) -> str:
+    return google.token(AUDIENCE, SCHEDULER, **overrides)
 
 
 def _post(url: str, token: str | None) -> httpx.Response:
@@ -103,10 +67,10 @@ def _post(url: str, token: str | None) -> httpx.Response:
 
 
 def test_the_schedulers_token_is_accepted(
-    cron_url: tuple[str, _Recorder], keys: tuple[str, str, str]
+    cron_url: tuple[str, _Recorder], google: FakeGoogle
 ) -> None:
     url, recorder = cron_url
-    response = _post(url, _token(keys[0]))
+    response = _post(url, _token(google))
     assert response.status_code == 202, response.text
     assert recorder.names == ["reconcile-20261123T000500Z"]
 
@@ -122,19 +86,21 @@ def test_the_schedulers_token_is_accepted(
     ],
 )
 def test_other_tokens_are_refused(
-    cron_url: tuple[str, _Recorder], keys: tuple[str, str, str], case: str,
-    overrides: dict[str, Any],
-) -> None:  # fmt: skip
+    cron_url: tuple[str, _Recorder], google: FakeGoogle, case: str, overrides: dict[str, Any]
+) -> None:
     url, recorder = cron_url
-    response = _post(url, _token(keys[0], **overrides))
+    claims = {"aud": AUDIENCE, "email": SCHEDULER, **overrides}
+    audience, email = claims.pop("aud"), claims.pop("email")
+    response = _post(url, google.token(audience, email, **claims))
     assert response.status_code == 401, case
     assert recorder.names == []
 
 
 def test_missing_or_forged_tokens_are_refused(
-    cron_url: tuple[str, _Recorder], keys: tuple[str, str, str]
+    cron_url: tuple[str, _Recorder], google: FakeGoogle, tmp_path: Path
 ) -> None:
     url, recorder = cron_url
     assert _post(url, None).status_code == 401
-    assert _post(url, _token(keys[2])).status_code == 401  # signed by a key Google never issued
+    never_google = FakeGoogle(tmp_path / "never-google")  # a key Google never published
+    assert _post(url, never_google.token(AUDIENCE, SCHEDULER)).status_code == 401
     assert recorder.names == []

@@ -17,6 +17,7 @@ from tests.support.stack import (
     admin,
     fast_topology,
     running_stack,
+    service_headers,
     signed_stripe,
     stripe_event,
     wait_for,
@@ -128,10 +129,13 @@ def test_same_message_to_eight_threads_has_one_effect(
         barrier = threading.Barrier(8)
         statuses: list[int] = []
 
+        push_auth = service_headers(stack, "pubsub")
+
         def deliver() -> None:
             with httpx.Client(base_url=stack.url, timeout=10) as own:
                 barrier.wait()
-                statuses.append(own.post("/pubsub/ledger", json=envelope).status_code)
+                pushed = own.post("/pubsub/ledger", json=envelope, headers=push_auth)
+                statuses.append(pushed.status_code)
 
         threads = [threading.Thread(target=deliver) for _ in range(8)]
         for t in threads:

@@ -15,7 +15,14 @@ import pytest
 
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
-from tests.support.stack import admin, running_stack, signed_stripe, stripe_event, wait_for
+from tests.support.stack import (
+    admin,
+    running_stack,
+    service_headers,
+    signed_stripe,
+    stripe_event,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -78,12 +85,10 @@ def test_the_ledger_checks_the_source_itself(stack: LocalStack, client: httpx.Cl
         },
         "subscription": "projects/local-project/subscriptions/ledger",
     }
-    response = client.post("/pubsub/ledger", json=envelope, headers=service_headers(stack))
+    response = client.post(
+        "/pubsub/ledger", json=envelope, headers=service_headers(stack, "pubsub")
+    )
     assert response.status_code == 204, response.text
     [row] = dead_letters(client)
     assert row["reason"] == "the ledger takes stripe events, not 'standard'"
     assert client.get("/admin/accounts/acct_1").json()["available"] == 0
-
-
-def service_headers(stack: LocalStack) -> dict[str, str]:
-    return {}

@@ -14,12 +14,14 @@ import httpx
 import pytest
 
 from common.config import Settings
+from common.service_identity import Surface
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
 from tests.support.stack import (
     ADMIN_TOKEN,
     admin,
     running_stack,
+    service_headers,
     signed_stripe,
     stripe_event,
     wait_for,
@@ -42,9 +44,9 @@ def client(stack: LocalStack) -> Iterator[httpx.Client]:
         yield c
 
 
-def service_headers(stack: LocalStack) -> dict[str, str]:
-    """What a caller of the service surfaces (push, tasks, cron, emulator) presents."""
-    return {"Content-Type": "application/json"}
+def svc(stack: LocalStack, surface: Surface) -> dict[str, str]:
+    """What the stack's own caller of a service surface presents: its token, and JSON."""
+    return {"Content-Type": "application/json", **service_headers(stack, surface)}
 
 
 def assert_problem(response: httpx.Response, status: int, fragment: str = "") -> dict[str, Any]:
@@ -156,7 +158,7 @@ def test_errors_the_http_layer_answers_itself_are_problem_json(
 def test_push_refuses_deep_json_and_absurd_delivery_attempts(
     stack: LocalStack, client: httpx.Client
 ) -> None:
-    headers = service_headers(stack)
+    headers = svc(stack, "pubsub")
     assert_problem(client.post("/pubsub/ledger", content=DEEP, headers=headers), 400, "deeper")
     body = envelope(b"{}", {"source": "stripe", "event_id": "e"}, deliveryAttempt=10**30)
     assert_problem(client.post("/pubsub/ledger", content=body, headers=headers), 400)
@@ -177,7 +179,7 @@ def test_a_pushed_message_postgres_cannot_store_is_dead_lettered_once(
     create_account(client)
     data = stripe_event("evt_x", "payment_intent.succeeded", "acct_1", amount_received=5)
     response = client.post(
-        "/pubsub/ledger", content=envelope(data, attributes), headers=service_headers(stack)
+        "/pubsub/ledger", content=envelope(data, attributes), headers=svc(stack, "pubsub")
     )
     assert response.status_code == 204, response.text
     [dead] = client.get("/admin/dead-letters").json()["items"]
@@ -202,7 +204,7 @@ def test_a_poison_event_is_dead_lettered_and_the_next_one_still_applies(
     """Before the fix the poison left its connection out of step with the server, and the
     next event on it could commit its inbox row without its ledger effect."""
     create_account(client)
-    headers = service_headers(stack)
+    headers = svc(stack, "pubsub")
     poison = json.dumps(
         {"id": "evt_p", "type": "payment_intent.succeeded", "data": {"object": obj}}
     ).encode()
@@ -260,7 +262,7 @@ def test_task_retry_count_with_thousands_of_digits_is_400(
     stack: LocalStack, client: httpx.Client
 ) -> None:
     headers = {
-        **service_headers(stack),
+        **svc(stack, "tasks"),
         "X-CloudTasks-TaskRetryCount": HUGE_INT,
         "X-CloudTasks-TaskName": "t",
     }
@@ -273,13 +275,13 @@ def test_task_retry_count_with_thousands_of_digits_is_400(
 def test_cron_schedule_time_out_of_range_is_400(
     stack: LocalStack, client: httpx.Client, when: str
 ) -> None:
-    headers = {**service_headers(stack), "X-CloudScheduler-ScheduleTime": when}
+    headers = {**svc(stack, "cron"), "X-CloudScheduler-ScheduleTime": when}
     problem = assert_problem(client.post("/cron/reconcile", headers=headers), 400)
     assert problem["field"] == "X-CloudScheduler-ScheduleTime"
 
 
 def test_emulator_apis_refuse_what_google_refuses(stack: LocalStack, client: httpx.Client) -> None:
-    headers = service_headers(stack)
+    headers = svc(stack, "emulator")
     tasks = "/emulator/tasks/v2/projects/local-project/locations/us-central1/queues/jobs/tasks"
     parent = "projects/local-project/locations/us-central1/queues/jobs"
     nul_name = {"task": {"name": f"{parent}/tasks/a\u0000b", "httpRequest": {"body": ""}}}
@@ -315,10 +317,14 @@ def chunks(total: int) -> Iterator[bytes]:
 def test_every_surface_has_a_body_limit(
     stack: LocalStack, client: httpx.Client, path: str, limit: int
 ) -> None:
+    surface: Surface | None = next(
+        (s for s in ("pubsub", "tasks", "emulator") if path.startswith(f"/{s}/")), None
+    )
     headers = {
-        **service_headers(stack),
+        "Content-Type": "application/json",
         "X-CloudTasks-TaskName": "t",
         "Authorization": f"Bearer {ADMIN_TOKEN}",
+        **(service_headers(stack, surface) if surface else {}),
     }
     over = client.post(path, content=chunks(limit + 2 * 65536), headers=headers)
     assert over.status_code == 413, over.text[:300]

@@ -160,7 +160,10 @@ def test_admin_accounts_lifecycle(client: httpx.Client) -> None:
     assert_problem(
         client.put("/admin/accounts/acct_1", json={"currency": "dollars"}), 400, "currency"
     )
-    assert_problem(client.put("/admin/accounts/acct_1", content=b"{"), 400, "")
+    broken = client.put(
+        "/admin/accounts/acct_1", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert_problem(broken, 400, "")
     assert_problem(
         client.put("/admin/accounts/bad%20id", json={"currency": "usd"}), 400, "account id"
     )

@@ -15,7 +15,15 @@ from common.messaging.tasks import LocalTaskQueue
 from common.outbox_relay import OutboxRelay
 from tests.support.postgres import TestServer
 from tests.support.receiver import Receiver, receiver
-from tests.support.stack import admin, running_stack, signed_stripe, stripe_event, wait_for
+from tests.support.stack import (
+    admin,
+    running_stack,
+    service_headers,
+    service_token,
+    signed_stripe,
+    stripe_event,
+    wait_for,
+)
 
 
 def _signing_key(tmp_path: Path) -> str:
@@ -86,7 +94,11 @@ def test_relaying_twice_sends_once_and_the_sweeper_catches_orphans(
         wait_for(lambda: len(hook.received) == 1, timeout=30)
         with engine.connect() as conn:
             [row_id] = conn.execute(sa.text("SELECT id FROM outbox")).scalars().all()
-        relay = OutboxRelay(engine, LocalTaskQueue(stack.url, "local-project", "us-central1", 5))
+        queue = LocalTaskQueue(
+            stack.url, "local-project", "us-central1", 5,
+            token=lambda: service_token(stack, "emulator"),
+        )  # fmt: skip
+        relay = OutboxRelay(engine, queue)
         assert relay.relay([row_id]) == 1  # ALREADY_EXISTS counts as relayed
         # A change whose relay never ran (the process died right after commit):
         with engine.begin() as conn:
@@ -149,7 +161,10 @@ def test_task_worker_retries_then_dead_letters_on_the_last_attempt(
         stack.tasks.pause("notifications")  # drive the endpoint by hand, as the queue would
         with engine.begin() as conn:
             row_id = outbox.add(conn, "n4", "balance.updated", {"type": "balance.updated"})
-        task = {"Content-Type": "application/json", "X-CloudTasks-TaskName": f"outbox-{row_id}"}
+        task = {
+            "Content-Type": "application/json", "X-CloudTasks-TaskName": f"outbox-{row_id}",
+            **service_headers(stack, "tasks"),
+        }  # fmt: skip
         body = json.dumps({"outbox_id": row_id})
         first = client.post("/tasks/notifications", content=body,
                             headers={**task, "X-CloudTasks-TaskRetryCount": "0"})  # fmt: skip

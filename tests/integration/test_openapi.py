@@ -13,9 +13,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth
 
+from common.service_identity import Surface
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
-from tests.support.stack import ADMIN_TOKEN, TEST_SECRETS, running_stack
+from tests.support.stack import ADMIN_TOKEN, TEST_SECRETS, running_stack, service_token
 
 FUZZED_TAGS = ("webhooks", "admin", "health")
 EXAMPLES = 40
@@ -56,13 +57,14 @@ def test_document_is_openapi_31_and_lists_the_topology(document: dict[str, Any])
 
 
 def test_every_documented_operation_is_routed(live: LocalStack, document: dict[str, Any]) -> None:
-    """No documented operation may fall through to the router's 'no route' 404 or to a 405."""
-    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    """No documented operation may fall through to the router's 'no route' 404 or to a 405;
+    each is called with the credential its caller has (a service token, the admin token)."""
     for path, item in document["paths"].items():
         for method, operation in item.items():
             if method == "parameters":
                 continue
             concrete = _concrete(path, operation, item, document)
+            auth = {"Authorization": f"Bearer {_credential(live, path)}"}
             response = httpx.request(method.upper(), live.url + concrete, headers=auth, timeout=10)
             assert response.status_code != 405, (method, concrete)
             if response.status_code == 404:
@@ -70,6 +72,30 @@ def test_every_documented_operation_is_routed(live: LocalStack, document: dict[s
             documented = operation["responses"]
             assert str(response.status_code) in documented, (method, concrete, response.text)
             assert response.headers["X-Content-Type-Options"] == "nosniff", (method, concrete)
+
+
+SERVICE_SURFACES: dict[str, Surface] = {
+    "pubsub": "pubsub", "tasks": "tasks", "cron": "cron", "emulator": "emulator",
+}  # fmt: skip
+
+
+def _credential(live: LocalStack, path: str) -> str:
+    surface = SERVICE_SURFACES.get(path.split("/")[1])
+    return ADMIN_TOKEN if surface is None else service_token(live, surface)
+
+
+def test_service_operations_declare_the_oidc_bearer(document: dict[str, Any]) -> None:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters" or path.split("/")[1] not in SERVICE_SURFACES:
+                continue
+            if path == "/emulator/oauth2/v1/certs":
+                assert operation["security"] == [], "the certificates are public"
+                continue
+            assert operation["security"] == [{"oidc": []}], (method, path)
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+    scheme = document["components"]["securitySchemes"]["oidc"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
 
 
 def test_every_mounted_surface_is_documented(live: LocalStack, document: dict[str, Any]) -> None:

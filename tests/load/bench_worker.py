@@ -96,10 +96,20 @@ def main() -> None:
             list(pool.map(lambda raw: worker.deliver("ledger", parse_envelope(raw)), bodies))
         in_process = rate(len(bodies), began)
 
+        from common.service_identity import verifier_for
+        from hookyard.local_identity import LocalIdentity
         from hookyard.server import HardenedWSGIServer, create_app
 
-        http = HardenedWSGIServer("127.0.0.1", 0, create_app({"pubsub": worker.handle}),
+        mounts = {"pubsub": worker.handle}
+        http = HardenedWSGIServer("127.0.0.1", 0, create_app(mounts),
                                   max_connections=256, read_timeout_s=30)  # fmt: skip
+        # Pushes carry a token the worker verifies, as the local broker's do.
+        stack_url = f"http://127.0.0.1:{http.server_port}"
+        identity = LocalIdentity(root / "secrets", stack_url)
+        mounts["emulator"] = identity.handle_certs
+        worker.verifier = verifier_for("pubsub", Settings(), stack_url)
+        push = {"Authorization": f"Bearer {identity.token('pubsub')}",
+                "Content-Type": "application/json"}  # fmt: skip
         import threading
 
         thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1})
@@ -111,7 +121,9 @@ def main() -> None:
             with httpx.Client(limits=httpx.Limits(max_connections=THREADS)) as client, \
                     ThreadPoolExecutor(THREADS) as pool:  # fmt: skip
                 statuses = list(
-                    pool.map(lambda raw: client.post(url, content=raw).status_code, bodies)
+                    pool.map(
+                        lambda raw: client.post(url, content=raw, headers=push).status_code, bodies
+                    )
                 )
             over_http = rate(len(bodies), began)
             assert set(statuses) == {204}, set(statuses)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from common.config import Settings
+from common.service_identity import Surface, audience_for
 from common.topology import Topology, get_topology
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
@@ -64,6 +65,17 @@ def running_stack(
         yield stack
     finally:
         stack.stop()
+
+
+def service_token(stack: LocalStack, surface: Surface) -> str:
+    """A token as the stack's own caller of `surface` presents it (the broker for `pubsub`,
+    the task emulator for `tasks`, the scheduler for `cron`, its clients for `emulator`)."""
+    assert stack.identity is not None, "the stack is not running"
+    return stack.identity.token(surface, audience_for(surface, stack.settings, stack.url))
+
+
+def service_headers(stack: LocalStack, surface: Surface) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service_token(stack, surface)}"}
 
 
 def stripe_event(
