@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from common.config import Settings
+from hookyard.operator_cli import UrlOption, stack_url
 from hookyard.operator_cli import register as register_operator_commands
 
 app = typer.Typer(
@@ -88,7 +89,7 @@ def migrate() -> None:
 def send(
     source: Annotated[str, typer.Argument(help="Webhook source, e.g. stripe or github.")],
     file: Annotated[str, typer.Argument(help="Payload file, or - for standard input.")],
-    url: Annotated[str | None, typer.Option(help="Endpoint (default: the local stack).")] = None,
+    url: UrlOption = None,
     event_type: Annotated[
         str | None,
         typer.Option(help="For senders that put the type in a header (GitHub, Shopify)."),
@@ -112,15 +113,19 @@ def send(
     from common.topology import get_topology
     from hookyard.sender import sender_request
 
-    settings = Settings()
+    base = stack_url(url)
     spec = get_topology().source(source)
     if spec is None:
         raise fail(f"unknown source {source!r}")
+    if base.endswith(f"/webhooks/{source}"):
+        raise typer.BadParameter(
+            f"give the stack's base URL, without /webhooks/{source}", param_hint="--url"
+        )
     body = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
     values = get_secret_store().values(spec.secret)
     if not values:
         raise fail(f"secret {spec.secret} is not configured (run `make run` once, or export it)")
-    target = url or f"{settings.base_url}/webhooks/{source}"
+    target = f"{base}/webhooks/{source}"
     failures = 0
     with httpx.Client(timeout=30) as client:
         for _ in range(repeat):
@@ -134,10 +139,7 @@ def send(
                 event_type=event_type,
                 media_type=content_type,
             )
-            try:
-                response = client.post(post_url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
+            response = _post(client, base, post_url, body, headers)
             failures += not response.is_success
             if as_json:
                 typer.echo(json.dumps({"status": response.status_code, "body": _body(response)}))
@@ -189,7 +191,7 @@ def cron_run(
     at: Annotated[
         str | None, typer.Option(help="Schedule time, RFC 3339 (default: now, to the minute).")
     ] = None,
-    url: Annotated[str | None, typer.Option(help="Cron endpoint base (default: local).")] = None,
+    url: UrlOption = None,
 ) -> None:
     """Trigger JOB as Cloud Scheduler would; a second run for the same time is a no-op."""
     from datetime import UTC, datetime
@@ -200,20 +202,32 @@ def cron_run(
     from functions.cron import parse_schedule_time
     from hookyard.scheduler import scheduler_headers
 
+    base = stack_url(url)
     if get_topology().job(job) is None:
         raise fail(f"unknown job {job!r}")
     try:
         when = parse_schedule_time(at, datetime.now(UTC).timestamp())
     except Exception as exc:
         raise typer.BadParameter("--at must be RFC 3339 with a UTC offset") from exc
-    target = f"{(url or Settings().base_url).rstrip('/')}/cron/{job}"
-    try:
-        response = httpx.post(target, headers=scheduler_headers(job, when), timeout=30)
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
+    with httpx.Client(timeout=30) as client:
+        response = _post(client, base, f"{base}/cron/{job}", b"", scheduler_headers(job, when))
     typer.echo(f"{response.status_code} {response.text.strip()}")
     if not response.is_success:
         raise typer.Exit(code=1)
+
+
+def _post(client: Any, base: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    """POSTs, turning "nothing answered" into the one line every command prints for it."""
+    import httpx
+
+    from hookyard.stack_url import unreachable_message
+
+    try:
+        return client.post(url, content=body, headers=headers)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        raise fail(unreachable_message(base)) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"no answer from {base}: {type(exc).__name__}") from None
 
 
 def _read(path: Path) -> bytes:
