@@ -32,6 +32,27 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+@app.callback()
+def check_settings() -> None:
+    """Every command reads HOOKYARD_* settings; a malformed one is named in one line here
+    rather than surfacing later as a pydantic traceback."""
+    from pydantic import ValidationError
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        raise fail(settings_problem(exc)) from None
+
+
+def settings_problem(exc: Any) -> str:
+    """`HOOKYARD_PORT: Input should be a valid integer`: the variable, never its value
+    (a database URL carries a password)."""
+    return "; ".join(
+        f"HOOKYARD_{str(error['loc'][0]).upper() if error['loc'] else '?'}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
 @app.command()
 def dev(
     port: Annotated[
@@ -77,12 +98,38 @@ def dev(
 @app.command()
 def migrate() -> None:
     """Apply database migrations to HOOKYARD_DATABASE_URL."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
     from common.db import migrate as migrations
     from common.db.engine import get_engine
+    from common.errors import ConfigError
 
-    engine = get_engine()
-    migrations.upgrade(engine)
-    typer.echo(f"database at revision {migrations.current_revision(engine)}")
+    try:
+        engine = get_engine()
+        migrations.upgrade(engine)
+        revision = migrations.current_revision(engine)
+    except ConfigError as exc:
+        raise fail(
+            f"{exc}: export it as postgresql+pg8000://USER:PASSWORD@HOST/DB"
+            " (`make run` migrates its own embedded database)"
+        ) from None
+    except ArgumentError:
+        raise fail(
+            "HOOKYARD_DATABASE_URL is not a database URL;"
+            " expected postgresql+pg8000://USER:PASSWORD@HOST/DB"
+        ) from None
+    except DBAPIError as exc:
+        raise fail(f"cannot use the database: {_database_reason(exc)}") from None
+    typer.echo(f"database at revision {revision}")
+
+
+def _database_reason(exc: Any) -> str:
+    """pg8000 puts the server's message under `M`; the URL (and its password) stays out."""
+    original = getattr(exc, "orig", None)
+    detail = original.args[0] if original is not None and original.args else original
+    if isinstance(detail, dict):
+        detail = detail.get("M", "")
+    return " ".join(str(detail or type(exc).__name__).split())
 
 
 @app.command()
