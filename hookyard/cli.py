@@ -56,7 +56,8 @@ def settings_problem(exc: Any) -> str:
 @app.command()
 def dev(
     port: Annotated[
-        int | None, typer.Option(help="Port to serve on (default 8080 or HOOKYARD_PORT).")
+        int | None,
+        typer.Option(min=0, max=65535, help="Port to serve on (default 8080 or HOOKYARD_PORT)."),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
     scheduler: Annotated[

@@ -82,3 +82,11 @@ def test_send_without_a_secret_or_to_an_unknown_source(tmp_path: Path) -> None:
 def test_operator_commands_without_a_token(tmp_path: Path) -> None:
     line = one_line_error(hookyard("dlq", "list", cwd=tmp_path))
     assert line.startswith("error: no admin token")
+
+
+def test_dev_with_a_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    result = hookyard("dev", "--port", "99999", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "--port" in result.stderr
+    assert not (tmp_path / ".hookyard").exists()  # refused before anything started
