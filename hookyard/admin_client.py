@@ -21,6 +21,7 @@ import httpx
 
 from common.config import Settings
 from common.secrets import EnvSecretStore
+from hookyard.stack_url import unreachable_message
 
 TOKEN_ENV = "HOOKYARD_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a value)
 OPERATOR_HEADER = "X-Hookyard-Operator"
@@ -255,11 +256,13 @@ class AdminClient:
     ) -> JsonObject:
         try:
             response = self._http.request(method, path, params=params, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise AdminUnreachable(unreachable_message(self.base_url)) from exc
         except httpx.TimeoutException as exc:
             raise AdminUnreachable(f"{self.base_url} did not answer in time") from exc
         except httpx.HTTPError as exc:
             # httpx messages name the host and the OS error, never request headers.
-            raise AdminUnreachable(f"cannot reach {self.base_url}: {exc}") from exc
+            raise AdminUnreachable(f"no answer from {self.base_url}: {exc}") from exc
         if response.is_error:
             raise AdminError(response.status_code, _problem_detail(response))
         try:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from common.config import Settings
+from hookyard.operator_cli import UrlOption, stack_url
 from hookyard.operator_cli import register as register_operator_commands
 
 app = typer.Typer(
@@ -31,10 +32,32 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+@app.callback()
+def check_settings() -> None:
+    """Every command reads HOOKYARD_* settings; a malformed one is named in one line here
+    rather than surfacing later as a pydantic traceback."""
+    from pydantic import ValidationError
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        raise fail(settings_problem(exc)) from None
+
+
+def settings_problem(exc: Any) -> str:
+    """`HOOKYARD_PORT: Input should be a valid integer`: the variable, never its value
+    (a database URL carries a password)."""
+    return "; ".join(
+        f"HOOKYARD_{str(error['loc'][0]).upper() if error['loc'] else '?'}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
 @app.command()
 def dev(
     port: Annotated[
-        int | None, typer.Option(help="Port to serve on (default 8080 or HOOKYARD_PORT).")
+        int | None,
+        typer.Option(min=0, max=65535, help="Port to serve on (default 8080 or HOOKYARD_PORT)."),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
     scheduler: Annotated[
@@ -81,19 +104,45 @@ def dev(
 @app.command()
 def migrate() -> None:
     """Apply database migrations to HOOKYARD_DATABASE_URL."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
     from common.db import migrate as migrations
     from common.db.engine import get_engine
+    from common.errors import ConfigError
 
-    engine = get_engine()
-    migrations.upgrade(engine)
-    typer.echo(f"database at revision {migrations.current_revision(engine)}")
+    try:
+        engine = get_engine()
+        migrations.upgrade(engine)
+        revision = migrations.current_revision(engine)
+    except ConfigError as exc:
+        raise fail(
+            f"{exc}: export it as postgresql+pg8000://USER:PASSWORD@HOST/DB"
+            " (`make run` migrates its own embedded database)"
+        ) from None
+    except ArgumentError:
+        raise fail(
+            "HOOKYARD_DATABASE_URL is not a database URL;"
+            " expected postgresql+pg8000://USER:PASSWORD@HOST/DB"
+        ) from None
+    except DBAPIError as exc:
+        raise fail(f"cannot use the database: {_database_reason(exc)}") from None
+    typer.echo(f"database at revision {revision}")
+
+
+def _database_reason(exc: Any) -> str:
+    """pg8000 puts the server's message under `M`; the URL (and its password) stays out."""
+    original = getattr(exc, "orig", None)
+    detail = original.args[0] if original is not None and original.args else original
+    if isinstance(detail, dict):
+        detail = detail.get("M", "")
+    return " ".join(str(detail or type(exc).__name__).split())
 
 
 @app.command()
 def send(
     source: Annotated[str, typer.Argument(help="Webhook source, e.g. stripe or github.")],
     file: Annotated[str, typer.Argument(help="Payload file, or - for standard input.")],
-    url: Annotated[str | None, typer.Option(help="Endpoint (default: the local stack).")] = None,
+    url: UrlOption = None,
     event_type: Annotated[
         str | None,
         typer.Option(help="For senders that put the type in a header (GitHub, Shopify)."),
@@ -117,15 +166,19 @@ def send(
     from common.topology import get_topology
     from hookyard.sender import sender_request
 
-    settings = Settings()
+    base = stack_url(url)
     spec = get_topology().source(source)
     if spec is None:
         raise fail(f"unknown source {source!r}")
+    if base.endswith(f"/webhooks/{source}"):
+        raise typer.BadParameter(
+            f"give the stack's base URL, without /webhooks/{source}", param_hint="--url"
+        )
     body = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
     values = get_secret_store().values(spec.secret)
     if not values:
         raise fail(f"secret {spec.secret} is not configured (run `make run` once, or export it)")
-    target = url or f"{settings.base_url}/webhooks/{source}"
+    target = f"{base}/webhooks/{source}"
     failures = 0
     with httpx.Client(timeout=30) as client:
         for _ in range(repeat):
@@ -139,10 +192,7 @@ def send(
                 event_type=event_type,
                 media_type=content_type,
             )
-            try:
-                response = client.post(post_url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
+            response = _post(client, base, post_url, body, headers)
             failures += not response.is_success
             if as_json:
                 typer.echo(json.dumps({"status": response.status_code, "body": _body(response)}))
@@ -194,7 +244,7 @@ def cron_run(
     at: Annotated[
         str | None, typer.Option(help="Schedule time, RFC 3339 (default: now, to the minute).")
     ] = None,
-    url: Annotated[str | None, typer.Option(help="Cron endpoint base (default: local).")] = None,
+    url: UrlOption = None,
 ) -> None:
     """Trigger JOB as Cloud Scheduler would; a second run for the same time is a no-op."""
     from datetime import UTC, datetime
@@ -207,28 +257,41 @@ def cron_run(
     from functions.cron import parse_schedule_time
     from hookyard.scheduler import scheduler_headers
 
+    base = stack_url(url)
     if get_topology().job(job) is None:
         raise fail(f"unknown job {job!r}")
     try:
         when = parse_schedule_time(at, datetime.now(UTC).timestamp())
     except Exception as exc:
         raise typer.BadParameter("--at must be RFC 3339 with a UTC offset") from exc
-    settings = Settings()
-    base = (url or settings.base_url).rstrip("/")
-    target = f"{base}/cron/{job}"
+    headers = scheduler_headers(job, when)
+    token_error = None
     try:
         # The local scheduler's identity, from the key the running stack keeps on disk.
-        token = LocalTokenFile(settings, "cron", stack_url=base)()
+        headers["Authorization"] = f"Bearer {LocalTokenFile(Settings(), 'cron', stack_url=base)()}"
     except PublishError as exc:
-        raise fail(str(exc)) from exc
-    headers = {**scheduler_headers(job, when), "Authorization": f"Bearer {token}"}
-    try:
-        response = httpx.post(target, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach {target}: {type(exc).__name__}") from exc
+        token_error = str(exc)
+    with httpx.Client(timeout=30) as client:
+        response = _post(client, base, f"{base}/cron/{job}", b"", headers)
+    if token_error is not None and response.status_code == 401:
+        raise fail(token_error)
     typer.echo(f"{response.status_code} {response.text.strip()}")
     if not response.is_success:
         raise typer.Exit(code=1)
+
+
+def _post(client: Any, base: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    """POSTs, turning "nothing answered" into the one line every command prints for it."""
+    import httpx
+
+    from hookyard.stack_url import unreachable_message
+
+    try:
+        return client.post(url, content=body, headers=headers)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        raise fail(unreachable_message(base)) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"no answer from {base}: {type(exc).__name__}") from None
 
 
 def _read(path: Path) -> bytes:

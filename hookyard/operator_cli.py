@@ -13,6 +13,7 @@ drive the operator's terminal.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,14 @@ from rich.table import Table
 from rich.text import Text
 
 from common.config import Settings
+from hookyard.stack_url import (
+    DEPRECATED_URL_ENV,
+    URL_ENV,
+    InvalidStackUrl,
+    checked_stack_url,
+    default_stack_url,
+    is_loopback,
+)
 
 if TYPE_CHECKING:
     from hookyard.admin_client import AdminClient, DeadLetterFilter, JsonObject
@@ -47,7 +56,6 @@ FILTER_KEYS = ("source", "type", "subscription", "reason", "since", "until")
 TIME_FILTER_KEYS = frozenset({"since", "until"})
 RELATIVE = re.compile(r"^(\d{1,6})([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 dlq_app = typer.Typer(
     help="Inspect, replay and discard dead letters.",
@@ -108,8 +116,9 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
-        envvar="HOOKYARD_ADMIN_URL",
-        help="Admin API base URL (default: the local stack).",
+        envvar=URL_ENV,
+        help="The stack's base URL (default: where `hookyard dev` listens,"
+        " http://HOOKYARD_HOST:HOOKYARD_PORT).",
         show_default=False,
     ),
 ]
@@ -636,7 +645,7 @@ def _admin(url: str | None, token: str | None) -> Iterator[AdminClient]:
         resolve_token,
     )
 
-    base_url = url or Settings().base_url
+    base_url = stack_url(url)
     try:
         secret = resolve_token(token)
         client = AdminClient(base_url, secret)
@@ -659,9 +668,23 @@ def _redact(message: str, secret: str) -> str:
     return message.replace(secret, "***") if len(secret) >= 8 else message
 
 
+def stack_url(url: str | None) -> str:
+    """`--url`/`HOOKYARD_URL`, else the deprecated `HOOKYARD_ADMIN_URL`, else the local stack.
+
+    A malformed URL is a usage error (exit 2), caught before any request is attempted.
+    """
+    if url is None and (legacy := os.environ.get(DEPRECATED_URL_ENV, "").strip()):
+        typer.echo(f"warning: {DEPRECATED_URL_ENV} is deprecated; set {URL_ENV}", err=True)
+        url = legacy
+    try:
+        return checked_stack_url(url) if url else default_stack_url(Settings())
+    except InvalidStackUrl as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"--url / {URL_ENV}") from None
+
+
 def _warn_if_cleartext(base_url: str) -> None:
     parts = urlsplit(base_url)
-    if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK_HOSTS:
+    if parts.scheme == "http" and not is_loopback(base_url):
         typer.echo(
             f"warning: sending the admin token over plain HTTP to {parts.hostname}", err=True
         )

@@ -8,25 +8,23 @@ which dead-letters them with reason "unknown account …".
 from __future__ import annotations
 
 import json
-import sys
-import threading
 import time
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from hookyard import admin_client, operator_cli
 from hookyard.admin_client import operator_name
 from hookyard.cli import app
 from hookyard.stack import LocalStack
+from tests.support.cli_runner import Runner
 from tests.support.postgres import TestServer
 from tests.support.stack import (
     ADMIN_TOKEN,
@@ -39,42 +37,6 @@ from tests.support.stack import (
 )
 
 AMOUNTS = (100, 200, 300)
-
-
-class _ThreadRouted:
-    """A stream that sends the invoking thread's writes to `mine` and others' to `others`.
-
-    The stack runs in this process and its threads log to whatever `sys.stdout` is at the
-    moment; without this, their log lines would land in the CLI's captured `--json` output,
-    which a real `hookyard` process (separate from the server) never sees.
-    """
-
-    def __init__(self, mine: TextIO, others: TextIO) -> None:
-        self._mine, self._others, self._owner = mine, others, threading.get_ident()
-
-    def _target(self) -> TextIO:
-        return self._mine if threading.get_ident() == self._owner else self._others
-
-    def write(self, text: str) -> int:
-        return self._target().write(text)
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target(), name)
-
-
-class Runner(CliRunner):
-    """`CliRunner` whose captured stdout/stderr hold only what the CLI itself printed."""
-
-    @contextmanager
-    def isolation(self, *args: Any, **kwargs: Any) -> Generator[Any]:
-        outer_out, outer_err = sys.stdout, sys.stderr
-        with super().isolation(*args, **kwargs) as streams:
-            sys.stdout = _ThreadRouted(sys.stdout, outer_out)
-            sys.stderr = _ThreadRouted(sys.stderr, outer_err)
-            yield streams
 
 
 @pytest.fixture
@@ -357,7 +319,7 @@ def test_api_errors_and_unreachable_servers_exit_1(stack: LocalStack) -> None:
         app, ["stats", "--url", f"http://127.0.0.1:{free_port()}", "--token", ADMIN_TOKEN]
     )
     assert nowhere.exit_code == 1
-    assert nowhere.stderr.startswith("error: cannot reach http://127.0.0.1:")
+    assert nowhere.stderr.startswith("error: stack not reachable at http://127.0.0.1:")
     assert ADMIN_TOKEN not in nowhere.stderr
 
 
@@ -387,4 +349,4 @@ def test_usage_errors_exit_2_before_any_request(args: list[str]) -> None:
     # An unreachable URL proves no request was needed to reject the command line.
     result = Runner().invoke(app, [*args, "--url", "http://127.0.0.1:9", "--token", "t"])
     assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert "cannot reach" not in result.stderr
+    assert "not reachable" not in result.stderr

@@ -1,0 +1,51 @@
+"""Which stack a CLI command talks to: one base URL, named the same way by every command.
+
+`--url`, else `HOOKYARD_URL`, else where `hookyard dev` listens under the same settings, so
+`HOOKYARD_PORT=18300 make run` in one terminal and `HOOKYARD_PORT=18300 hookyard send …` in
+another meet with no further flags. Every command appends its own path (`/webhooks/stripe`,
+`/admin/…`, `/cron/…`), so the one URL serves the laptop stack and a deployment alike.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from common.config import Settings
+
+URL_ENV = "HOOKYARD_URL"
+DEPRECATED_URL_ENV = "HOOKYARD_ADMIN_URL"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# A stack bound to every interface is reached through loopback.
+_CONNECTABLE = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+
+
+class InvalidStackUrl(ValueError):
+    """Not an http(s) URL with a host; the message says what is expected."""
+
+
+def default_stack_url(settings: Settings) -> str:
+    """`http://{HOOKYARD_HOST}:{HOOKYARD_PORT}`: where `hookyard dev` listens."""
+    host = _CONNECTABLE.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def checked_stack_url(url: str) -> str:
+    """The base URL without a trailing slash; refuses what httpx would fail on obscurely."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidStackUrl(f"{url!r} is not a base URL; expected one like http://127.0.0.1:8080")
+    if parts.query or parts.fragment:
+        raise InvalidStackUrl(f"{url!r}: a base URL has no query or fragment")
+    return url.strip().rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def unreachable_message(url: str) -> str:
+    """The one line every command prints when nothing answers at `url`."""
+    hint = " — is `make run` running?" if is_loopback(url) else ""
+    return f"stack not reachable at {url}{hint}"

@@ -1,0 +1,58 @@
+"""A webhook target's first request, in a fresh interpreter as a cold start would be, loads
+the ingest path and nothing of the CLI or the database. The request is real: signed, and
+published to a running local stack's broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.postgres import TestServer
+from tests.support.stack import TEST_SECRETS, running_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+NOT_FOR_INGEST = (
+    "rich", "pygments", "typer", "hookyard", "sqlalchemy", "pg8000", "alembic",
+    "google.cloud.pubsub", "google.cloud.pubsub_v1", "google.cloud.tasks", "google.cloud.tasks_v2",
+)  # fmt: skip
+
+FIRST_REQUEST = """
+import json, sys, time
+import main
+from flask import Request
+from werkzeug.test import EnvironBuilder
+from common.signatures.signing import sign_headers
+
+body = json.dumps({"id": "evt_cold", "type": "payment_intent.succeeded",
+                   "data": {"object": {"metadata": {"account_id": "acct_cold"}}}}).encode()
+headers = sign_headers("stripe", body, sys.argv[1], now=int(time.time()))
+headers["Content-Type"] = "application/json"
+environ = EnvironBuilder(path="/webhooks/stripe", method="POST", data=body, headers=headers)
+response = main.webhook(Request(environ.get_environ()))
+print(json.dumps({"status": response.status_code, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_first_webhook_request_loads_no_cli_database_or_terminal_libraries(
+    pg_server: TestServer, database: str, tmp_path: Path
+) -> None:
+    secret = TEST_SECRETS["HOOKYARD_SECRET_WEBHOOK_SECRET_STRIPE"]
+    with running_stack(pg_server, database, tmp_path) as stack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
+        env.update(TEST_SECRETS)
+        env.update({"HOOKYARD_EMULATOR_URL": stack.url, "HOOKYARD_DATA_DIR": str(tmp_path)})
+        result = subprocess.run(
+            [sys.executable, "-c", FIRST_REQUEST, secret],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["status"] == 202
+    loaded = [
+        m for m in outcome["modules"]
+        if any(m == p or m.startswith(p + ".") for p in NOT_FOR_INGEST)
+    ]  # fmt: skip
+    assert loaded == []
