@@ -500,7 +500,7 @@ def events_list(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """List processed events and what became of each (applied, ignored, …)."""
+    """List every verified event and what the ledger made of it (applied, ignored, recorded)."""
     with _admin(url, token) as client:
         items = list(client.iter_events(source=source, event_type=event_type, limit=limit))
     if as_json:
@@ -514,9 +514,9 @@ def events_list(
         ("event id", "key"),
         ("type", "text"),
         ("outcome", "key"),
-        ("subscription", "key"),
-        ("message id", "key"),
-        ("processed", "key"),
+        ("bytes", "num"),
+        ("sha256", "key"),
+        ("received", "key"),
     )
     for item in items:
         table.add_row(
@@ -525,9 +525,9 @@ def events_list(
                 item.get("event_id"),
                 item.get("event_type"),
                 item.get("outcome"),
-                item.get("subscription"),
-                item.get("message_id"),
-                _ago(item.get("processed_at")),
+                item.get("body_bytes"),
+                (item.get("body_sha256") or "")[:12],
+                _ago(item.get("received_at")),
             )
         )
     _print_wide(_console(), table)
@@ -549,8 +549,10 @@ def events_show(
         _print_json(event)
         return
     fields = _fields(
-        event, ("source", "event_id", "event_type", "outcome", "subscription", "message_id")
-    )
+        event,
+        ("source", "event_id", "event_type", "outcome", "received_at", "content_type",
+         "body_bytes", "body_sha256", "message_id"),
+    )  # fmt: skip
     parts: list[RenderableType] = [fields, Rule("transactions", style="dim")]
     transactions = event.get("transactions") or []
     if transactions:

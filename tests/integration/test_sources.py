@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from common.topology import get_topology
+from hookyard.cli import app
 from hookyard.sender import sender_request
 from hookyard.stack import LocalStack
+from tests.support.cli_runner import Runner
 from tests.support.postgres import TestServer
 from tests.support.samples import Sample, samples
-from tests.support.stack import SOURCE_SECRETS, admin, running_stack, wait_for
+from tests.support.stack import ADMIN_TOKEN, SOURCE_SECRETS, admin, running_stack, wait_for
 
 SAMPLES = {s.source: s for s in samples("x")}
 
@@ -92,6 +94,12 @@ def test_every_accepted_event_is_kept_in_the_event_log(stack: LocalStack, source
     assert event["event_type"]  # every sample names its type, in a header or the body
     # Only Stripe reaches the ledger (its customer.created changes nothing there).
     assert event["outcome"] == ("ignored" if source == "stripe" else "recorded")
+    listed = Runner().invoke(
+        app, ["events", "list", "--source", source, "--json", "--limit", "500",
+              "--url", stack.url, "--token", ADMIN_TOKEN],
+    )  # fmt: skip
+    assert listed.exit_code == 0, listed.stderr
+    assert sample.expected_id in {e["event_id"] for e in json.loads(listed.stdout)}
 
 
 @pytest.mark.parametrize("source", sorted(SAMPLES))
