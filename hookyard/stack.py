@@ -53,6 +53,7 @@ from hookyard.local_identity import LocalIdentity
 from hookyard.local_postgres import LocalPostgres
 from hookyard.scheduler import LocalScheduler
 from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
+from hookyard.stack_url import record_path
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
 from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
@@ -202,6 +203,7 @@ class LocalStack:
                 token=identity.provider("cron", audience_for("cron", settings, base)),
             )  # fmt: skip
             self.scheduler.start()
+        record_path(self.settings.data_dir).write_text(base + "\n", encoding="utf-8")
         log.info("hookyard listening", url=base, database=_safe_url(url))
 
     def stop(self) -> None:
@@ -211,6 +213,7 @@ class LocalStack:
             self.scheduler.stop()
             self.scheduler = None
         if self.server is not None:
+            self._forget_url()
             with contextlib.suppress(Exception):
                 self.server.shutdown()
             if self._thread is not None:
@@ -233,6 +236,13 @@ class LocalStack:
             self.postgres.stop()
             self.postgres = None
         log.info("hookyard stopped")
+
+    def _forget_url(self) -> None:
+        """Removes the URL record if it is still ours (another stack may have replaced it)."""
+        record = record_path(self.settings.data_dir)
+        with contextlib.suppress(OSError):
+            if record.read_text(encoding="utf-8").strip() == self.url:
+                record.unlink()
 
 
 def emulator_handler(

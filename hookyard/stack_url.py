@@ -1,13 +1,16 @@
 """Which stack a CLI command talks to: one base URL, named the same way by every command.
 
-`--url`, else `HOOKYARD_URL`, else where `hookyard dev` listens under the same settings, so
-`HOOKYARD_PORT=18300 make run` in one terminal and `HOOKYARD_PORT=18300 hookyard send …` in
-another meet with no further flags. Every command appends its own path (`/webhooks/stripe`,
+`--url`, else `HOOKYARD_URL`, else where `hookyard dev` listens: an explicit
+`HOOKYARD_HOST`/`HOOKYARD_PORT`, else the URL the running stack recorded in its data
+directory, so `HOOKYARD_PORT=18300 make run` in one terminal and a plain `hookyard send …`
+in another meet with no further flags. Every command appends its own path (`/webhooks/stripe`,
 `/admin/…`, `/cron/…`), so the one URL serves the laptop stack and a deployment alike.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.config import Settings
@@ -23,8 +26,28 @@ class InvalidStackUrl(ValueError):
     """Not an http(s) URL with a host; the message says what is expected."""
 
 
+RECORD_NAME = "stack-url"
+_ADDRESS_ENV = frozenset({"HOOKYARD_HOST", "HOOKYARD_PORT"})
+
+
+def record_path(data_dir: Path) -> Path:
+    """Written by `hookyard dev` once it listens, removed when it stops."""
+    return data_dir / RECORD_NAME
+
+
 def default_stack_url(settings: Settings) -> str:
-    """`http://{HOOKYARD_HOST}:{HOOKYARD_PORT}`: where `hookyard dev` listens."""
+    """Where `hookyard dev` listens: as the environment says, else as the running stack
+    recorded, else `http://{HOOKYARD_HOST}:{HOOKYARD_PORT}` from the defaults."""
+    if not _ADDRESS_ENV & os.environ.keys():
+        try:
+            recorded = record_path(settings.data_dir).read_text(encoding="utf-8").strip()
+        except OSError:
+            recorded = ""
+        if recorded:
+            try:
+                return checked_stack_url(recorded)
+            except InvalidStackUrl:
+                pass
     host = _CONNECTABLE.get(settings.host, settings.host)
     if ":" in host:
         host = f"[{host}]"

@@ -131,3 +131,17 @@ def test_malformed_url_is_a_usage_error(args: list[str], url: str) -> None:
     result = hookyard(*args, "--url", url)
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert "is not a base URL" in result.stderr
+
+
+def test_a_plain_command_finds_the_stack_that_another_terminal_started_on_another_port(
+    stack: LocalStack,
+) -> None:
+    """`HOOKYARD_PORT=18300 make run` in one terminal, `hookyard stats` in another: the
+    running stack records its URL in the data directory and the CLI reads it there."""
+    env = {"HOOKYARD_DATA_DIR": str(stack.settings.data_dir)}
+    assert urlsplit(stack.url).port != 8080
+    assert "subscriptions" in json.loads(ok(hookyard("stats", "--json", **env)))
+    stack.stop()
+    gone = hookyard("stats", **env)
+    assert gone.exit_code == 1
+    assert "http://127.0.0.1:8080" in gone.stderr  # the record left with the stack
