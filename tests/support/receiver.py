@@ -46,5 +46,5 @@ def receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
         yield app
     finally:
         server.shutdown()
-        thread.join(timeout=10)
+        thread.join(timeout=60)
         server.server_close()
