@@ -82,7 +82,7 @@ def cron_url(keys: tuple[str, str, str]) -> Iterator[tuple[str, _Recorder]]:
             server.shutdown()
             server.server_close()
         for t in threads:
-            t.join(timeout=10)
+            t.join(timeout=60)
 
 
 def _token(private_pem: str, **overrides: Any) -> str:
@@ -99,7 +99,7 @@ def _post(url: str, token: str | None) -> httpx.Response:
     headers = {"X-CloudScheduler-ScheduleTime": "2026-11-23T00:05:00Z"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.post(f"{url}/cron/reconcile", headers=headers, timeout=10)
+    return httpx.post(f"{url}/cron/reconcile", headers=headers, timeout=60)
 
 
 def test_the_schedulers_token_is_accepted(

@@ -49,7 +49,7 @@ def test_two_failed_deliveries_then_applied_once(
         running_stack(
             pg_server, database, tmp_path, topology=fast_topology(), worker_hook=flaky
         ) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         assert client.put("/admin/accounts/acct_a", json={"currency": "usd"}).status_code == 201
         body = stripe_event("evt_flaky", "payment_intent.succeeded", "acct_a", amount_received=1234)
@@ -73,7 +73,7 @@ def test_exhausted_attempts_reach_dead_letters_with_attributes(
         running_stack(
             pg_server, database, tmp_path, topology=fast_topology(5), worker_hook=always_fail
         ) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/acct_b", json={"currency": "usd"})
         body = stripe_event("evt_doomed", "payment_intent.succeeded", "acct_b", amount_received=5)
@@ -101,7 +101,7 @@ def test_same_message_to_eight_threads_has_one_effect(
 ) -> None:
     with (
         running_stack(pg_server, database, tmp_path) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/acct_c", json={"currency": "usd"})
         from datetime import UTC, datetime
@@ -126,7 +126,7 @@ def test_same_message_to_eight_threads_has_one_effect(
         statuses: list[int] = []
 
         def deliver() -> None:
-            with httpx.Client(base_url=stack.url, timeout=10) as own:
+            with httpx.Client(base_url=stack.url, timeout=60) as own:
                 barrier.wait()
                 statuses.append(own.post("/pubsub/ledger", json=envelope).status_code)
 
@@ -134,7 +134,7 @@ def test_same_message_to_eight_threads_has_one_effect(
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=30)
+            t.join(timeout=60)
         assert statuses == [204] * 8
         assert _balance(client, "acct_c") == 700
     with engine.connect() as conn:

@@ -34,13 +34,13 @@ def worker_url(engine: Engine) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
-        thread.join(timeout=10)
+        thread.join(timeout=60)
         server.server_close()
         set_engine(None)
 
 
 def test_worker_target_serves_push_tasks_and_health(worker_url: str) -> None:
-    with httpx.Client(base_url=worker_url, timeout=10) as client:
+    with httpx.Client(base_url=worker_url, timeout=60) as client:
         assert client.get("/health/ready").status_code == 200
         bad_push = client.post("/pubsub/ledger", content=b"{}")
         assert bad_push.status_code == 400
