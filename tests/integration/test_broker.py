@@ -284,7 +284,18 @@ def test_only_pubsub_ack_codes_ack(broker: Broker, receiver: Receiver) -> None:
 def test_a_slow_endpoint_times_out_at_the_ack_deadline_and_is_redelivered(
     make_broker: BrokerFactory, receiver: Receiver
 ) -> None:
-    receiver.script = lambda r, nth: (200, 1.6 if nth == 0 else 0)
+    redelivered = threading.Event()
+
+    def script(request: Received, nth: int) -> tuple[int, float]:
+        """The first push is answered only once the broker has given up on it and pushed
+        again: however late the broker's timer fires, it can never see this 200."""
+        if nth == 0:
+            redelivered.wait(HANG_S)
+        else:
+            redelivered.set()
+        return 200, 0.0
+
+    receiver.script = script
     broker = make_broker(TIMEOUT_TOPOLOGY)
     broker.start()
     message_id = broker.publish("slow", b"x", {})
