@@ -61,11 +61,11 @@ def start_dev(data_dir: Path, port: int) -> DevStack:
         if process.poll() is not None:
             raise AssertionError(f"hookyard dev exited early:\n{log_path.read_text()[-3000:]}")
         try:
-            return httpx.get(f"{stack.url}/health/ready", timeout=1).status_code == 200
+            return httpx.get(f"{stack.url}/health/ready", timeout=10).status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_for(ready, timeout=60, interval=0.1)
+    wait_for(ready, timeout=180, interval=0.1)
     return stack
 
 
@@ -94,7 +94,7 @@ def _send(client: httpx.Client, body: bytes) -> int:
 
 def test_payments_story_exact_balance_and_no_double_apply(dev: DevStack) -> None:
     client = httpx.Client(
-        base_url=dev.url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        base_url=dev.url, timeout=60, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     )
     assert client.put("/admin/accounts/acct_e2e", json={"currency": "usd"}).status_code == 201
     events = [
@@ -129,10 +129,10 @@ def test_payments_story_exact_balance_and_no_double_apply(dev: DevStack) -> None
 
     expected = 1000 + 2500 + 400 - 300
     wait_for(
-        lambda: client.get("/admin/accounts/acct_e2e").json()["available"] == expected, timeout=30
+        lambda: client.get("/admin/accounts/acct_e2e").json()["available"] == expected, timeout=60
     )
     dead = wait_for(
-        lambda: client.get("/admin/dead-letters?source=stripe").json()["items"], timeout=30
+        lambda: client.get("/admin/dead-letters?source=stripe").json()["items"], timeout=60
     )
     assert [d["event_id"] for d in dead] == ["evt_orphan"]
     assert "unknown account" in dead[0]["reason"]
@@ -199,7 +199,7 @@ def test_notify_url_gets_one_signed_notification_per_change(dev: DevStack) -> No
     from tests.support.receiver import receiver
 
     client = httpx.Client(
-        base_url=dev.url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        base_url=dev.url, timeout=60, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     )
     with receiver(statuses=[503, 500]) as hook:
         client.put("/admin/accounts/acct_notify", json={"currency": "usd", "notify_url": hook.url})
@@ -233,7 +233,7 @@ def _cli(dev: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_operator_story_dead_letters_replay_and_audit(dev: DevStack) -> None:
-    client = httpx.Client(base_url=dev.url, timeout=10,
+    client = httpx.Client(base_url=dev.url, timeout=60,
                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
     for i, amount in enumerate([700, 300]):
         body = stripe_event(f"evt_ops{i}", "payment_intent.succeeded", "acct_ops",
@@ -245,7 +245,7 @@ def test_operator_story_dead_letters_replay_and_audit(dev: DevStack) -> None:
         assert result.returncode == 0, result.stderr
         return [d for d in json.loads(result.stdout) if str(d["event_id"]).startswith("evt_ops")]
 
-    rows = wait_for(lambda: len(found := listed()) == 2 and found, timeout=30)
+    rows = wait_for(lambda: len(found := listed()) == 2 and found, timeout=60)
     assert all("unknown account" in str(r["reason"]) for r in rows)
 
     assert client.put("/admin/accounts/acct_ops", json={"currency": "usd"}).status_code == 201
@@ -284,7 +284,7 @@ def test_sigterm_stops_everything_and_restart_keeps_data(dev: DevStack) -> None:
     postmaster = int(pid_file.read_text().split()[0])
     assert dev.stop() == 0
     assert not pid_file.exists()
-    wait_for(lambda: not _alive(postmaster), timeout=10)
+    wait_for(lambda: not _alive(postmaster), timeout=60)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{dev.url}/health/live", timeout=1)
 
@@ -293,7 +293,7 @@ def test_sigterm_stops_everything_and_restart_keeps_data(dev: DevStack) -> None:
         account = httpx.get(
             f"{again.url}/admin/accounts/acct_e2e",
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
+            timeout=60,
         ).json()
         assert account["available"] >= 1000 + 2500 + 400 - 300
     finally:

@@ -70,7 +70,8 @@ def test_hookyard_url_reaches_the_stack_for_every_command(
     assert json.loads(dry)["total"] == 1
     assert json.loads(ok(hookyard("events", "list", "--json", **env))) is not None
     assert "subscriptions" in json.loads(ok(hookyard("stats", "--json", **env)))
-    assert ok(hookyard("cron", "run", "retention", **env)).startswith(("200 ", "202 "))
+    signed = {**env, "HOOKYARD_DATA_DIR": str(stack.settings.data_dir)}
+    assert ok(hookyard("cron", "run", "retention", **signed)).startswith(("200 ", "202 "))
     discarded = ok(hookyard("dlq", "discard", dead_id, "--reason", "r", "--json", **env))
     assert json.loads(discarded) == {"discarded": 1}
     missing = hookyard("events", "show", "stripe", "evt_none", **env)
@@ -87,7 +88,10 @@ def test_hookyard_port_alone_is_enough(stack: LocalStack) -> None:
         "status": "accepted", "source": "stripe", "event_id": "evt_port",
     }  # fmt: skip
     assert "queues" in json.loads(ok(hookyard("stats", "--json", HOOKYARD_PORT=port)))
-    assert ok(hookyard("cron", "run", "retention", HOOKYARD_PORT=port)).startswith("20")
+    # cron run signs as the scheduler, with the key under the stack's data directory.
+    data_dir = str(stack.settings.data_dir)
+    ran = hookyard("cron", "run", "retention", HOOKYARD_PORT=port, HOOKYARD_DATA_DIR=data_dir)
+    assert ok(ran).startswith("20")
 
 
 def test_url_flag_is_the_base_url_for_send(stack: LocalStack) -> None:

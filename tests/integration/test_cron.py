@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -45,7 +45,7 @@ def test_one_task_per_schedule_time(
 ) -> None:
     with (
         running_stack(pg_server, database, tmp_path) as stack,
-        httpx.Client(base_url=stack.url, timeout=10) as client,
+        httpx.Client(base_url=stack.url, timeout=60) as client,
     ):
         assert stack.tasks is not None
         stack.tasks.pause("jobs")  # keep the tasks visible; running them is test_jobs' business
@@ -82,7 +82,7 @@ def test_the_local_scheduler_fires_outbox_relay_on_its_schedule(
         stack = LocalStack(settings)
         stack.start()
         try:
-            with admin(httpx.Client(base_url=stack.url, timeout=10)) as client:
+            with admin(httpx.Client(base_url=stack.url, timeout=60)) as client:
                 account = {"currency": "usd", "notify_url": hook.url}
                 client.put("/admin/accounts/orphan", json=account)
             # A change committed by a worker that died before relaying it:
@@ -94,10 +94,10 @@ def test_the_local_scheduler_fires_outbox_relay_on_its_schedule(
                     ),
                     {"id": row_id},
                 )
-            wait_for(lambda: len(hook.received) == 1, timeout=30)
+            wait_for(lambda: len(hook.received) == 1, timeout=60)
             ticks = wait_for(
                 lambda: len(names := _job_tasks(engine, "outbox-relay-")) >= 2 and names,
-                timeout=30,
+                timeout=60,
             )
         finally:
             stack.stop()
@@ -105,6 +105,7 @@ def test_the_local_scheduler_fires_outbox_relay_on_its_schedule(
     assert all(name.startswith("outbox-relay-2") for name in ticks)
 
 
+@pytest.mark.timeout(600)
 def test_daily_balances_fans_out_a_thousand_accounts_within_the_rate_limit(
     pg_server: TestServer, database: str, engine: Engine, tmp_path: Path
 ) -> None:
@@ -119,8 +120,9 @@ def test_daily_balances_fans_out_a_thousand_accounts_within_the_rate_limit(
         )
     with (
         running_stack(pg_server, database, tmp_path) as stack,
-        httpx.Client(base_url=stack.url, timeout=10) as client,
+        httpx.Client(base_url=stack.url, timeout=60) as client,
     ):
+        began = datetime.now(UTC)
         assert _tick(stack, client, "daily-balances", "2026-11-23T00:05:00Z").status_code == 202
         assert _tick(stack, client, "daily-balances", "2026-11-23T00:05:00Z").status_code == 200
 
@@ -129,20 +131,29 @@ def test_daily_balances_fans_out_a_thousand_accounts_within_the_rate_limit(
                 query = "SELECT count(*) FROM daily_balances WHERE date = '2026-11-22'"
                 return int(conn.execute(sa.text(query)).scalar_one())
 
-        wait_for(lambda: written() == accounts, timeout=60, interval=0.2)
+        wait_for(lambda: written() == accounts, timeout=300, interval=0.2)
         with engine.connect() as conn:
-            spread = conn.execute(
+            tasks, last = conn.execute(
                 sa.text(
-                    "SELECT count(*), extract(epoch FROM max(first_attempt_at) - "
-                    "min(first_attempt_at)) FROM emulator.tasks WHERE queue = 'statements'"
+                    "SELECT count(*), max(first_attempt_at) FROM emulator.tasks "
+                    "WHERE queue = 'statements'"
                 )
             ).one()
     queue = stack.topology.queue("statements")
     assert queue is not None
-    rate, burst = queue.rate_limits.max_dispatches_per_second, queue.rate_limits.burst
-    assert spread[0] == accounts  # one named task per account, however often the tick came
-    # Dispatches may not outrun the token bucket: (n - burst) tokens take (n - burst)/rate s.
-    assert float(spread[1]) >= (accounts - burst) / rate * 0.9
+    limits = queue.rate_limits
+    rate, burst, concurrent = (
+        limits.max_dispatches_per_second,
+        limits.burst,
+        limits.max_concurrent_dispatches,
+    )
+    assert tasks == accounts  # one named task per account, however often the tick came
+    # Dispatches may not outrun the token bucket. No statements task exists before the tick,
+    # when the bucket held at most `burst` tokens plus what one claim had reserved (at most
+    # `concurrent`): the rest take their time to refill. Claim times are the emulator's own,
+    # and a busy machine only makes them later. 10 ms for the wall clock of two processes.
+    least = timedelta(seconds=(accounts - burst - concurrent) / rate - 0.01)
+    assert last >= began + least
 
 
 def test_cron_run_by_hand_presents_the_schedulers_token(

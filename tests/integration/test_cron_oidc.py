@@ -52,7 +52,7 @@ def cron_url(google: FakeGoogle) -> Iterator[tuple[str, _Recorder]]:
     finally:
         app.shutdown()
         app.server_close()
-        thread.join(timeout=10)
+        thread.join(timeout=60)
 
 
 def _token(google: FakeGoogle, **overrides: Any) -> str:
@@ -63,7 +63,7 @@ def _post(url: str, token: str | None) -> httpx.Response:
     headers = {"X-CloudScheduler-ScheduleTime": "2026-11-23T00:05:00Z"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.post(f"{url}/cron/reconcile", headers=headers, timeout=10)
+    return httpx.post(f"{url}/cron/reconcile", headers=headers, timeout=60)
 
 
 def test_the_schedulers_token_is_accepted(

@@ -52,7 +52,7 @@ def test_two_failed_deliveries_then_applied_once(
         running_stack(
             pg_server, database, tmp_path, topology=fast_topology(), worker_hook=flaky
         ) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         assert client.put("/admin/accounts/acct_a", json={"currency": "usd"}).status_code == 201
         body = stripe_event("evt_flaky", "payment_intent.succeeded", "acct_a", amount_received=1234)
@@ -77,7 +77,7 @@ def test_exhausted_attempts_reach_dead_letters_with_attributes(
         running_stack(
             pg_server, database, tmp_path, topology=fast_topology(5), worker_hook=always_fail
         ) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/acct_b", json={"currency": "usd"})
         body = stripe_event("evt_doomed", "payment_intent.succeeded", "acct_b", amount_received=5)
@@ -105,7 +105,7 @@ def test_same_message_to_eight_threads_has_one_effect(
 ) -> None:
     with (
         running_stack(pg_server, database, tmp_path) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/acct_c", json={"currency": "usd"})
         from datetime import UTC, datetime
@@ -132,7 +132,7 @@ def test_same_message_to_eight_threads_has_one_effect(
         push_auth = service_headers(stack, "pubsub")
 
         def deliver() -> None:
-            with httpx.Client(base_url=stack.url, timeout=10) as own:
+            with httpx.Client(base_url=stack.url, timeout=60) as own:
                 barrier.wait()
                 pushed = own.post("/pubsub/ledger", json=envelope, headers=push_auth)
                 statuses.append(pushed.status_code)
@@ -141,7 +141,7 @@ def test_same_message_to_eight_threads_has_one_effect(
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=30)
+            t.join(timeout=60)
         assert statuses == [204] * 8
         assert _balance(client, "acct_c") == 700
     with engine.connect() as conn:

@@ -49,7 +49,9 @@ def test_same_event_id_with_a_different_body_is_never_applied_and_never_silent(
     second = stripe_event("evt_twice", "payment_intent.succeeded", "acct_1", amount_received=9999)
     sent = client.post("/webhooks/stripe", content=first, headers=signed_stripe(first))
     assert sent.status_code == 202
+    # Applied by the ledger and recorded by the event log, each from the first body.
     wait_for(lambda: client.get("/admin/accounts/acct_1").json()["available"] == 100, 120)
+    wait_for(lambda: client.get("/admin/events/stripe/evt_twice").status_code == 200, 120)
     resent = client.post("/webhooks/stripe", content=second, headers=signed_stripe(second))
     assert resent.status_code == 202
 

@@ -38,7 +38,7 @@ def stack(pg_server: TestServer, database: str, tmp_path: Path) -> Iterator[Loca
 
 @pytest.fixture
 def client(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=10) as c:
+    with httpx.Client(base_url=stack.url, timeout=60) as c:
         yield c
 
 

@@ -43,7 +43,9 @@ def test_first_webhook_request_loads_no_cli_database_or_terminal_libraries(
     with running_stack(pg_server, database, tmp_path) as stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
         env.update(TEST_SECRETS)
-        env.update({"HOOKYARD_EMULATOR_URL": stack.url, "HOOKYARD_DATA_DIR": str(tmp_path)})
+        env.update(
+            {"HOOKYARD_EMULATOR_URL": stack.url, "HOOKYARD_DATA_DIR": str(stack.settings.data_dir)}
+        )
         result = subprocess.run(
             [sys.executable, "-c", FIRST_REQUEST, secret],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,

@@ -45,7 +45,7 @@ def test_one_signed_notification_per_change_despite_receiver_failures(
     with (
         receiver(statuses=[500, 503]) as hook,
         running_stack(pg_server, database, tmp_path) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/n1", json={"currency": "usd", "notify_url": hook.url})
         for i, amount in enumerate([100, 250]):
@@ -60,7 +60,7 @@ def test_one_signed_notification_per_change_despite_receiver_failures(
                     == 202
                 )
         wait_for(lambda: client.get("/admin/accounts/n1").json()["pending_notifications"] == 0
-                 and len(hook.received) >= 4, timeout=30)  # fmt: skip
+                 and len(hook.received) >= 4, timeout=60)  # fmt: skip
     bodies = _verify(hook, _signing_key(tmp_path))
     delivered = [
         r
@@ -86,12 +86,12 @@ def test_relaying_twice_sends_once_and_the_sweeper_catches_orphans(
     with (
         receiver() as hook,
         running_stack(pg_server, database, tmp_path) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/n2", json={"currency": "usd", "notify_url": hook.url})
         body = stripe_event("evt_r", "payment_intent.succeeded", "n2", amount_received=7)
         client.post("/webhooks/stripe", content=body, headers=signed_stripe(body))
-        wait_for(lambda: len(hook.received) == 1, timeout=30)
+        wait_for(lambda: len(hook.received) == 1, timeout=60)
         with engine.connect() as conn:
             [row_id] = conn.execute(sa.text("SELECT id FROM outbox")).scalars().all()
         queue = LocalTaskQueue(
@@ -111,9 +111,9 @@ def test_relaying_twice_sends_once_and_the_sweeper_catches_orphans(
             )
         assert relay.sweep(older_than_s=60) == 1
         assert relay.sweep(older_than_s=60) == 0
-        wait_for(lambda: len(hook.received) == 2, timeout=30)
+        wait_for(lambda: len(hook.received) == 2, timeout=60)
         assert stack.tasks is not None
-        wait_for(lambda: stack.tasks is not None and stack.tasks.pending_count() == 0, timeout=10)
+        wait_for(lambda: stack.tasks is not None and stack.tasks.pending_count() == 0, timeout=60)
     assert [r.headers["Webhook-Id"] for r in hook.received] == [str(row_id), str(orphan)]
     _verify(hook, _signing_key(tmp_path))
 
@@ -124,7 +124,7 @@ def test_gone_disables_the_endpoint(
     with (
         receiver(statuses=[410]) as hook,
         running_stack(pg_server, database, tmp_path) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/n3", json={"currency": "usd", "notify_url": hook.url})
         for n, event_id in enumerate(("evt_g1", "evt_g2"), start=1):
@@ -135,7 +135,7 @@ def test_gone_disables_the_endpoint(
                 account = client.get("/admin/accounts/n3").json()
                 return bool(account["available"] == n and account["pending_notifications"] == 0)
 
-            wait_for(settled, timeout=30)
+            wait_for(settled, timeout=60)
     assert len(hook.received) == 1
     with engine.connect() as conn:
         states = conn.execute(sa.text("SELECT state FROM outbox ORDER BY id")).scalars().all()
@@ -154,7 +154,7 @@ def test_task_worker_retries_then_dead_letters_on_the_last_attempt(
     closed = f"http://127.0.0.1:{free_port()}/nobody-listens"
     with (
         running_stack(pg_server, database, tmp_path) as stack,
-        admin(httpx.Client(base_url=stack.url, timeout=10)) as client,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
     ):
         client.put("/admin/accounts/n4", json={"currency": "usd", "notify_url": closed})
         assert stack.tasks is not None

@@ -38,7 +38,7 @@ def live(pg_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def document(live: LocalStack) -> dict[str, Any]:
-    response = httpx.get(f"{live.url}/openapi.json", timeout=10)
+    response = httpx.get(f"{live.url}/openapi.json", timeout=60)
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
     return body
@@ -65,7 +65,7 @@ def test_every_documented_operation_is_routed(live: LocalStack, document: dict[s
                 continue
             concrete = _concrete(path, operation, item, document)
             auth = {"Authorization": f"Bearer {_credential(live, path)}"}
-            response = httpx.request(method.upper(), live.url + concrete, headers=auth, timeout=10)
+            response = httpx.request(method.upper(), live.url + concrete, headers=auth, timeout=60)
             assert response.status_code != 405, (method, concrete)
             if response.status_code == 404:
                 assert "no route" not in response.text, (method, concrete)

@@ -47,7 +47,7 @@ def stack(pg_server: TestServer, database: str, tmp_path: Path) -> Iterator[Loca
 
 @pytest.fixture
 def client(stack: LocalStack) -> Iterator[httpx.Client]:
-    with admin(httpx.Client(base_url=stack.url, timeout=10)) as c:
+    with admin(httpx.Client(base_url=stack.url, timeout=60)) as c:
         yield c
 
 
@@ -83,7 +83,7 @@ def pending(stack: LocalStack, count: int) -> list[dict[str, Any]]:
         )
         return items if len(items) == count else None
 
-    return wait_for(listed, timeout=30)  # type: ignore[no-any-return]
+    return wait_for(listed, timeout=60)  # type: ignore[no-any-return]
 
 
 def available(client: httpx.Client, account: str) -> int:
@@ -143,7 +143,7 @@ def test_inspect_dry_run_replay_and_replay_again(
     assert replay.exit_code == 0, (replay.stdout, replay.stderr)
     assert replay.stdout == "replay 1 done: 3 of 3 replayed, 0 failed\n"
     assert "3/3" in replay.stderr
-    wait_for(lambda: available(client, "acct_cli") == sum(AMOUNTS), timeout=30)
+    wait_for(lambda: available(client, "acct_cli") == sum(AMOUNTS), timeout=60)
 
     again = ok_json(
         cli(

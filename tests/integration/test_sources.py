@@ -51,7 +51,7 @@ def post(
         media_type=sample.media_type,
     )
     headers.update(overrides)
-    return httpx.post(url, content=sample.body, headers=headers, timeout=10)
+    return httpx.post(url, content=sample.body, headers=headers, timeout=60)
 
 
 def test_every_shipped_source_has_a_sample() -> None:

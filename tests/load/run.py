@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.load import bench_latency, bench_signatures, bench_worker
+from tests.load import bench_emulators, bench_latency, bench_signatures, bench_worker
 
 
 def main() -> None:
@@ -12,6 +12,8 @@ def main() -> None:
     bench_latency.main()
     print("\n== ledger worker vs pgbench ==")
     bench_worker.main()
+    print("\n== local emulators ==")
+    bench_emulators.main()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ library is pointed at it over an insecure channel, so adapters are tested throug
 library's transport, retries and futures, not through mocks.
 
 A fake records every request it received and can be scripted, call by call, to fail with a
-gRPC status or to answer late. Every context manager stops its server in `finally`.
+gRPC status, to answer late, or to hold its answer until the test releases it. Every
+context manager stops its server in `finally`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ class Delay:
     seconds: float
 
 
-Action = Fail | Delay
+@dataclass(frozen=True)
+class Hold:
+    """Answer normally, but only once the test calls `release()` (or the fake shuts down):
+    "the server has not answered yet" stays true however slowly the test runs."""
+
+
+Action = Fail | Delay | Hold
 
 
 class _ScriptedFake:
@@ -53,6 +60,7 @@ class _ScriptedFake:
         self._lock = threading.Lock()
         self._script: deque[Action] = deque()
         self._closing = threading.Event()
+        self._released = threading.Event()
         self.calls = 0
         self.address = ""
 
@@ -66,6 +74,10 @@ class _ScriptedFake:
         with self._lock:
             self._script.clear()
 
+    def release(self) -> None:
+        """Let every call held by `Hold`, now or later, answer."""
+        self._released.set()
+
     def _begin_call(self, context: grpc.ServicerContext) -> None:
         """Count the call and play the next scripted action, if any."""
         with self._lock:
@@ -73,11 +85,14 @@ class _ScriptedFake:
             action = self._script.popleft() if self._script else None
         if isinstance(action, Delay):
             self._closing.wait(action.seconds)
+        elif isinstance(action, Hold):
+            self._released.wait()
         elif isinstance(action, Fail):
             context.abort(action.code, action.details)
 
     def _close(self) -> None:
         self._closing.set()
+        self._released.set()
 
 
 @contextmanager
@@ -95,7 +110,7 @@ def _serve(
         yield
     finally:
         fake._close()  # wake any handler still sleeping in a Delay
-        server.stop(grace=None).wait(5)
+        server.stop(grace=None).wait(60)
 
 
 class FakePublisher(_ScriptedFake):

@@ -50,5 +50,5 @@ def receiver(
         yield app
     finally:
         server.shutdown()
-        thread.join(timeout=10)
+        thread.join(timeout=60)
         server.server_close()

@@ -51,7 +51,7 @@ class ScriptedServer(Generic[R]):
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join(5)
+        self._thread.join(60)
 
     def _app(self, environ: Any, start_response: Any) -> Any:
         record = self._parse(Request(environ))
@@ -71,7 +71,8 @@ class ScriptedServer(Generic[R]):
                 self._cond.notify_all()
         return Response(status=status, headers=headers)(environ, start_response)
 
-    def wait_for(self, done: Callable[[list[R]], bool], timeout: float = 5.0) -> list[R]:
+    def wait_for(self, done: Callable[[list[R]], bool], timeout: float = 60.0) -> list[R]:
+        """`timeout` is a bound against hangs only: a busy machine must never reach it."""
         with self._cond:
             ok = self._cond.wait_for(lambda: done(self.records), timeout)
             seen = list(self.records)

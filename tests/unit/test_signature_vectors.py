@@ -1,7 +1,8 @@
-"""Every case of the shared signature vectors, plus the providers' own published answers.
+"""Every case of the signature vectors, plus the providers' own published answers.
 
-The vectors live beside the repository (`shared/reference/`), not in it; if they are missing
-this module fails rather than skipping, so a broken checkout cannot look green.
+The vectors are a copy kept in the repository (`tests/data/`), so a clone alone runs every case.
+A missing or empty file is a collection error, never fewer cases: a broken checkout cannot look
+green.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from common.errors import SignatureInvalid
 from common.secrets import split_values
 from common.signatures import SCHEMES, HmacOptions, SignedRequest, sign_headers, verifier_for
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared/reference/signature-vectors.json"
+VECTORS = Path(__file__).resolve().parents[1] / "data/signature-vectors.json"
 
 SIGNATURE_HEADERS = {
     "standard-webhooks": {"webhook-signature"},
@@ -32,11 +33,9 @@ SIGNATURE_HEADERS = {
 
 
 def _load() -> list[dict[str, Any]]:
-    try:
-        text = VECTORS.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    cases: list[dict[str, Any]] = json.loads(text)
+    cases: list[dict[str, Any]] = json.loads(VECTORS.read_text(encoding="utf-8"))
+    if not cases:
+        raise RuntimeError(f"no signature vectors in {VECTORS}")
     return cases
 
 
@@ -44,15 +43,7 @@ CASES = _load()
 
 
 def _params() -> list[Any]:
-    if not CASES:
-        return [pytest.param(None, id="vector-file-missing")]
     return [pytest.param(case, id=case["id"]) for case in CASES]
-
-
-def _require(case: dict[str, Any] | None) -> dict[str, Any]:
-    if case is None:
-        pytest.fail(f"signature vectors not found at {VECTORS}")
-    return case
 
 
 def _options(config: dict[str, Any]) -> tuple[int, HmacOptions | None]:
@@ -96,8 +87,7 @@ def _leaks(detail: str, case: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("case", _params())
-def test_vector(case: dict[str, Any] | None) -> None:
-    case = _require(case)
+def test_vector(case: dict[str, Any]) -> None:
     if case["expect"] == "valid":
         _verify(case)
         return
@@ -109,16 +99,12 @@ def test_vector(case: dict[str, Any] | None) -> None:
 
 
 @pytest.mark.parametrize("case", _params())
-def test_vector_secret_splits_like_the_secret_store(case: dict[str, Any] | None) -> None:
-    case = _require(case)
+def test_vector_secret_splits_like_the_secret_store(case: dict[str, Any]) -> None:
     assert list(split_values(case["secret"])) == case["secrets"]
 
 
-@pytest.mark.parametrize(
-    "case", [p for p in _params() if p.values[0] is None or p.values[0]["expect"] == "valid"]
-)
-def test_duplicated_signature_header_is_rejected(case: dict[str, Any] | None) -> None:
-    case = _require(case)
+@pytest.mark.parametrize("case", [p for p in _params() if p.values[0]["expect"] == "valid"])
+def test_duplicated_signature_header_is_rejected(case: dict[str, Any]) -> None:
     headers = list(case["headers"].items())
     wanted = SIGNATURE_HEADERS[case["scheme"]]
     name, value = next((n, v) for n, v in headers if n.lower() in wanted)
@@ -127,7 +113,6 @@ def test_duplicated_signature_header_is_rejected(case: dict[str, Any] | None) ->
 
 
 def test_vectors_cover_every_scheme() -> None:
-    assert CASES, f"signature vectors not found at {VECTORS}"
     ids = [case["id"] for case in CASES]
     assert len(ids) == len(set(ids))
     for scheme in SCHEMES:
