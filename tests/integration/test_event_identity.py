@@ -7,28 +7,19 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from hookyard.stack import LocalStack
-from tests.support.postgres import TestServer
 from tests.support.stack import (
     admin,
-    running_stack,
     service_headers,
     signed_stripe,
     stripe_event,
     wait_for,
 )
-
-
-@pytest.fixture
-def stack(pg_server: TestServer, database: str, tmp_path: Path) -> Iterator[LocalStack]:
-    with running_stack(pg_server, database, tmp_path) as running:
-        yield running
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from tests.support.postgres import TestServer
 from tests.support.stack import (
     ADMIN_TOKEN,
     admin,
-    running_stack,
     service_headers,
     signed_stripe,
     stripe_event,
@@ -30,12 +29,6 @@ from tests.support.stack import (
 PROBLEM = "application/problem+json"
 DEEP = b"[" * 2000 + b"]" * 2000  # 4 KB, far past the parser's recursion limit
 HUGE_INT = "9" * 5000
-
-
-@pytest.fixture
-def stack(pg_server: TestServer, database: str, tmp_path: Path) -> Iterator[LocalStack]:
-    with running_stack(pg_server, database, tmp_path) as running:
-        yield running
 
 
 @pytest.fixture

@@ -14,20 +14,17 @@ import json
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
 from tests.support.stack import (
     admin,
-    running_stack,
     service_headers,
     signed_stripe,
     stripe_event,
@@ -47,12 +44,6 @@ class Planned:
     account: str
     delta: int
     body: bytes
-
-
-@pytest.fixture
-def stack(pg_server: TestServer, database: str, tmp_path: Path) -> Iterator[LocalStack]:
-    with running_stack(pg_server, database, tmp_path) as running:
-        yield running
 
 
 def plan(rng: random.Random) -> list[Planned]:
