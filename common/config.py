@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         description='local only: {"job": "cron"}; a sixth field adds seconds (tests, demos)',
     )
     http_read_timeout_s: float = Field(
-        default=30.0, gt=0, le=600, description="local stack: per read/write socket timeout"
+        default=10.0, gt=0, le=600, description="local stack: per read/write socket timeout"
     )
     http_max_connections: int = Field(
         default=256, ge=1, le=10_000, description="local stack: open connections served at once"

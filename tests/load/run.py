@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.load import bench_emulators, bench_latency, bench_signatures, bench_worker
+from tests.load import (
+    bench_emulators,
+    bench_latency,
+    bench_signatures,
+    bench_slow_connections,
+    bench_worker,
+)
 
 
 def main() -> None:
@@ -14,6 +20,8 @@ def main() -> None:
     bench_worker.main()
     print("\n== local emulators ==")
     bench_emulators.main()
+    print("\n== slow connections ==")
+    bench_slow_connections.main()
 
 
 if __name__ == "__main__":
