@@ -15,6 +15,10 @@ from common.config import Settings, get_settings
 from common.errors import ConfigError
 
 STATEMENT_TIMEOUT_MS = 30_000
+SOCKET_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 15
+"""pg8000's timeout bounds every socket read, not only the connect: it must outlast the
+server's statement_timeout, so a slow statement ends cleanly on the server's side instead
+of mid-reply on ours."""
 
 _engine: Engine | None = None
 _lock = threading.Lock()
@@ -36,7 +40,7 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
     elif target is None:
         raise ConfigError("HOOKYARD_DATABASE_URL is not set")
     else:
-        engine = sa.create_engine(target, connect_args={"timeout": 10}, **kwargs)
+        engine = sa.create_engine(target, connect_args={"timeout": SOCKET_TIMEOUT_S}, **kwargs)
 
     @sa.event.listens_for(engine, "connect")
     def _session_defaults(dbapi_conn: Any, _record: Any) -> None:
