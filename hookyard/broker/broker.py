@@ -16,10 +16,10 @@ from sqlalchemy.engine import Engine
 from common.errors import BadRequest, NotFound
 from common.logging import get_logger
 from common.oidc import TokenProvider
-from common.pubsub_filter import Filter, parse_filter
-from common.topology import Subscription, Topology
+from common.topology import Topology
 from hookyard.broker import store
 from hookyard.broker.dispatcher import Dispatcher
+from hookyard.broker.routing import Routes
 from hookyard.broker.store import NewMessage
 from hookyard.broker.wakeup import Wakeup
 
@@ -52,9 +52,7 @@ class Broker:
         self.project = project
         self._engine = engine
         self._topology = topology
-        self._filters: dict[str, Filter] = {
-            sub.name: parse_filter(sub.filter) for sub in topology.subscriptions
-        }
+        self._routes = Routes(topology)
         self._push_base_url = push_base_url
         self._max_concurrent = max_concurrent_pushes
         self._http = http_client
@@ -89,10 +87,11 @@ class Broker:
             check_limits(message)
         if not self._installed:
             self.install()
-        subscriptions = self._topology.subscriptions_of(topic)
         with self._engine.begin() as conn:
             ids = [
-                store.publish(conn, topic, message, self._accepting(subscriptions, message))
+                store.publish(
+                    conn, topic, message, self._routes.subscribers(topic, message.attributes)
+                )
                 for message in messages
             ]
         wakeup = self._wakeup
@@ -100,11 +99,6 @@ class Broker:
             wakeup.set()
         log.debug("pubsub published", topic=topic, message_ids=[str(i) for i in ids])
         return [str(i) for i in ids]
-
-    def _accepting(
-        self, subscriptions: Sequence[Subscription], message: NewMessage
-    ) -> list[Subscription]:
-        return [s for s in subscriptions if self._filters[s.name].matches(message.attributes)]
 
     def start(self) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from common.topology import Subscription, Topology
 from hookyard.broker import store
 from hookyard.broker.backoff import redelivery_delay
+from hookyard.broker.routing import Routes
 from hookyard.broker.store import Delivery, NewMessage
 
 # 102 can only count when the endpoint's HTTP stack makes it a final response; HTTP/1.1
@@ -39,6 +40,7 @@ class Settler:
 
     def __init__(self, topology: Topology, project: str) -> None:
         self._topology = topology
+        self._routes = Routes(topology)
         self._project = project
 
     def push(self, conn: Connection, delivery: Delivery, result: PushResult) -> Outcome:
@@ -56,12 +58,9 @@ class Settler:
         if policy is not None and attempts >= policy.max_delivery_attempts:
             if not store.mark_dead(conn, delivery, status, error):
                 return "stale"
-            store.publish(
-                conn,
-                policy.dead_letter_topic,
-                _dead_letter_copy(delivery, attempts, self._project),
-                self._topology.subscriptions_of(policy.dead_letter_topic),
-            )
+            copy = _dead_letter_copy(delivery, attempts, self._project)
+            topic = policy.dead_letter_topic
+            store.publish(conn, topic, copy, self._routes.subscribers(topic, copy.attributes))
             return "dead-lettered"
         delay = redelivery_delay(subscription.retry_policy, attempts)
         return "retry" if store.mark_retry(conn, delivery, delay, status, error) else "stale"

@@ -642,3 +642,47 @@ def test_a_filtered_subscription_never_receives_what_its_filter_rejects(
     _settled(broker)
     assert [r.message_id for r in receiver.to("ledger")] == [stripe_id]
     assert sorted(r.message_id for r in receiver.to("audit")) == sorted([stripe_id, github_id])
+
+
+DEAD_LETTER_FILTER_TOPOLOGY = Topology(
+    topics=[Topic(name="orders"), Topic(name="orders-dead-letter")],
+    subscriptions=[
+        _sub(
+            "billing",
+            "orders",
+            dead_letter_policy=DeadLetterPolicy(
+                dead_letter_topic="orders-dead-letter", max_delivery_attempts=5
+            ),
+        ),
+        _sub("graveyard", "orders-dead-letter"),
+        _sub("stripe-graveyard", "orders-dead-letter", filter='attributes.source = "stripe"'),
+        _sub(
+            "billing-graveyard",
+            "orders-dead-letter",
+            filter='attributes.CloudPubSubDeadLetterSourceSubscription = "billing"',
+        ),
+    ],
+)
+
+
+def test_a_dead_lettered_copy_passes_the_filters_on_the_dead_letter_topic(
+    make_broker: BrokerFactory, receiver: Receiver, engine: Engine
+) -> None:
+    """The copy is an ordinary message on its topic: a subscription whose filter rejects it
+    never gets it, one that matches its CloudPubSubDeadLetter* attributes does."""
+    receiver.script = lambda r, nth: (500 if r.subscription == "billing" else 200, 0)
+    broker = make_broker(DEAD_LETTER_FILTER_TOPOLOGY)
+    broker.start()
+    broker.publish("orders", b"pushed", {"source": "github"})
+    receiver.wait_for(lambda s: _count("graveyard", 1)(s) and _count("billing-graveyard", 1)(s))
+    _settled(broker)
+
+    (dead,) = receiver.to("graveyard")
+    assert [r.message_id for r in receiver.to("billing-graveyard")] == [dead.message_id]
+    assert receiver.to("stripe-graveyard") == []
+    with engine.connect() as conn:
+        copies = conn.execute(
+            sa.text("SELECT subscription FROM emulator.deliveries WHERE message_id = :id"),
+            {"id": int(dead.message_id)},
+        ).scalars()
+        assert sorted(copies) == ["billing-graveyard", "graveyard"]
