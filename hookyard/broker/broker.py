@@ -18,6 +18,7 @@ from common.logging import get_logger
 from common.oidc import TokenProvider
 from common.topology import Topology
 from hookyard.broker import store
+from hookyard.broker.backoff import PushBackoff
 from hookyard.broker.dispatcher import Dispatcher
 from hookyard.broker.routing import Routes
 from hookyard.broker.store import NewMessage
@@ -44,9 +45,12 @@ class Broker:
         http_client: httpx.Client | None = None,
         max_idle_s: float = 5.0,
         token: TokenProvider | None = None,
+        push_backoff: PushBackoff | None = None,
     ) -> None:
         """`max_idle_s` caps any one sleep of the dispatcher: a safety net, not the wake-up path.
-        `token` is the OIDC token every push carries, as a subscription's `oidc_token` does."""
+        `token` is the OIDC token every push carries, as a subscription's `oidc_token` does.
+        `push_backoff` bounds the pause after nacks on subscriptions without a retry policy
+        (Pub/Sub's own by default)."""
         if max_concurrent_pushes < 1:
             raise ValueError("max_concurrent_pushes must be at least 1")
         self.project = project
@@ -59,6 +63,7 @@ class Broker:
         self._owns_http = http_client is None
         self._max_idle_s = max_idle_s
         self._token = token
+        self._push_backoff = push_backoff
         self._lock = threading.Lock()
         self._installed = False
         self._wakeup: Wakeup | None = None
@@ -123,6 +128,7 @@ class Broker:
                 wakeup=self._wakeup,
                 max_idle_s=self._max_idle_s,
                 token=self._token,
+                push_backoff=self._push_backoff,
             )
             self._dispatcher.start()
         log.info("pubsub broker started", push_base_url=self._push_base_url)
