@@ -150,3 +150,10 @@ class ServiceUnavailable(Problem):
     status = 503
     title = "Service Unavailable"
     slug = "unavailable"
+
+
+class RetryLater(Problem):
+    """A task failed this time. 500 asks Cloud Tasks for a retry on the queue's backoff;
+    503 and 429 would also make it slow down the whole queue."""
+
+    slug = "retry-later"

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,6 +26,19 @@ INGEST_ATTRIBUTES = frozenset({"source", "event_id", "received_at", "traceparent
 """Attributes the webhook function sets on every message it publishes."""
 
 ResourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+
+
+def _no_goog_prefix(name: str) -> str:
+    if name.startswith("goog"):
+        raise ValueError("Pub/Sub names must not start with 'goog'")
+    return name
+
+
+PubSubName = Annotated[
+    str, Field(pattern=r"^[a-z][a-z0-9-]{2,62}$"), AfterValidator(_no_goog_prefix)
+]
+"""A topic or subscription: a resource name that also keeps Pub/Sub's rule (3 to 255
+characters, a letter first, never `goog` first), so a topology that loads can be deployed."""
 SignatureScheme = Literal[
     "standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "twilio", "hmac"
 ]
@@ -35,7 +49,7 @@ class _Model(BaseModel):
 
 
 class Topic(_Model):
-    name: ResourceName
+    name: PubSubName
 
 
 class RetryPolicy(_Model):
@@ -49,14 +63,21 @@ class RetryPolicy(_Model):
         return self
 
 
+def _zero_means_default_attempts(value: object) -> object:
+    """Pub/Sub reads `max_delivery_attempts: 0` as its default, 5."""
+    return 5 if type(value) is int and value == 0 else value
+
+
 class DeadLetterPolicy(_Model):
-    dead_letter_topic: ResourceName
-    max_delivery_attempts: int = Field(default=5, ge=5, le=100)
+    dead_letter_topic: PubSubName
+    max_delivery_attempts: Annotated[
+        int, BeforeValidator(_zero_means_default_attempts), Field(ge=5, le=100)
+    ] = 5
 
 
 class Subscription(_Model):
-    name: ResourceName
-    topic: ResourceName
+    name: PubSubName
+    topic: PubSubName
     push_path: str = Field(pattern=r"^/[A-Za-z0-9/_-]+$")
     ack_deadline_seconds: int = Field(default=10, ge=10, le=600)
     retry_policy: RetryPolicy | None = None
@@ -215,7 +236,7 @@ class Source(_Model):
         default=[], description="values appended to the id with ':' when present"
     )
     event_type: FieldRefs = []
-    topic: ResourceName
+    topic: PubSubName
     content_types: list[MediaType] = Field(default=["application/json"], min_length=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=10 * 1024 * 1024)
     tolerance_s: int = Field(default=300, ge=1, le=86400)

@@ -1,8 +1,9 @@
 """The local Cloud Scheduler: evaluates each job's cron in its time zone and POSTs
 `/cron/{job}` with the headers Scheduler sends, so the cron function cannot tell them apart.
 
-Runs of one job never overlap; a failed tick is retried per the job's retry_config, and the
-retries stop at the job's next tick, as Scheduler's do.
+Runs of one job never overlap; a failed tick is retried per the job's retry_config (the
+doubling-then-linear curve, until both `retry_count` and `max_retry_duration` are reached),
+and the retries stop at the job's next tick, as Scheduler's do.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from croniter import croniter
 
 from common.logging import get_logger
 from common.oidc import TokenProvider
-from common.topology import Job, Topology
+from common.topology import Job, SchedulerRetryConfig, Topology
+from hookyard.tasks.backoff import doubling_then_linear
 
 log = get_logger(__name__)
 
@@ -52,6 +54,24 @@ def scheduler_headers(job: str, at: datetime) -> dict[str, str]:
     }
 
 
+def retry_delay_s(
+    config: SchedulerRetryConfig, retries: int, since_first_attempt_s: float
+) -> float | None:
+    """Seconds before the next retry of a run that has just failed after `retries` retries,
+    or None when it has had all it gets.
+
+    Scheduler retries "until both limits are reached": `retry_count` retries and, when it is
+    set, `max_retry_duration` since the first attempt. With both at 0 a failed run only waits
+    for the next tick; with `retry_count` 0 alone, the duration decides.
+    """
+    duration = config.max_retry_duration_s
+    if retries >= config.retry_count and (duration == 0 or since_first_attempt_s >= duration):
+        return None
+    return doubling_then_linear(
+        retries + 1, config.min_backoff_s, config.max_backoff_s, config.max_doublings
+    )
+
+
 class LocalScheduler:
     def __init__(
         self,
@@ -61,14 +81,18 @@ class LocalScheduler:
         overrides: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         token: TokenProvider | None = None,
+        sleep: Callable[[float], bool] | None = None,
     ) -> None:
-        """`token` is the OIDC token every tick carries, as a job's `oidc_token` does."""
+        """`token` is the OIDC token every tick carries, as a job's `oidc_token` does.
+        `sleep` waits between retries and says whether the scheduler stopped meanwhile; by
+        default it is a wait that `stop` cuts short. `clock` tells the time in both."""
         self._token = token
         self._jobs = {job.name: job for job in topology.jobs}
         self._base = base_url.rstrip("/")
         self._overrides = dict(overrides or {})
         self._clock = clock
         self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="scheduler-fire")
@@ -108,19 +132,28 @@ class LocalScheduler:
                 self._running.add(name)
             self._pool.submit(self._fire, job, at, following)
 
+    def run(self, job: str, at: datetime, until: datetime) -> bool:
+        """The run of `job` for schedule time `at`, with the retries its retry_config grants
+        before `until` (its next tick); whether it succeeded."""
+        spec = self._jobs[job]
+        first_attempt = self._clock()
+        retries = 0
+        while not self._post(spec, at):
+            elapsed = self._clock() - first_attempt
+            delay = retry_delay_s(spec.retry_config, retries, elapsed)
+            if delay is None or self._stop.is_set():
+                return False
+            if self._clock() + delay >= until.timestamp():
+                return False  # retries stop at the next run
+            if self._sleep(delay):
+                return False
+            retries += 1
+        return True
+
     def _fire(self, job: Job, at: datetime, deadline: datetime) -> None:
         try:
-            delay = job.retry_config.min_backoff_s
-            for attempt in range(job.retry_config.retry_count + 1):
-                if self._post(job, at):
-                    return
-                if attempt == job.retry_config.retry_count or self._stop.is_set():
-                    break
-                if self._now().timestamp() + delay >= deadline.timestamp():
-                    break  # retries stop at the next run
-                self._stop.wait(delay)
-                delay = min(delay * 2, job.retry_config.max_backoff_s)
-            log.warning("cron tick failed", job=job.name, schedule_time=at.isoformat())
+            if not self.run(job.name, at, deadline):
+                log.warning("cron tick failed", job=job.name, schedule_time=at.isoformat())
         finally:
             with self._lock:
                 self._running.discard(job.name)

@@ -2,7 +2,8 @@
 
 2xx deletes the task. Cloud Tasks has no dead-letter queue, it just deletes a task whose
 retries ran out, so the last attempt's failure is recorded in `dead_letters` here and
-answered 2xx. Earlier failures answer 503 and the queue retries with its backoff.
+answered 2xx. Earlier failures answer 500 and the queue retries with its backoff: not 503,
+which Cloud Tasks also takes as a reason to throttle the whole queue.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from common.db import dead_letters
 from common.db.sqlstate import as_permanent
-from common.errors import BadRequest, NotFound, PermanentError, Problem, ServiceUnavailable
+from common.errors import BadRequest, NotFound, PermanentError, Problem, RetryLater
 from common.http import (
     empty_response,
     path_parts,
@@ -92,7 +93,7 @@ class TaskWorker:
                 return
             log.warning("task failed; the queue will retry", error_class=type(exc).__name__,
                         error=str(exc)[:500])  # fmt: skip
-            raise ServiceUnavailable("task failed; retry later") from exc
+            raise RetryLater("task failed; retry later") from exc
 
     def _dead_letter(
         self, queue: str, task: str, retry_count: int, body: bytes, exc: Exception

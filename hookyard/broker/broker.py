@@ -16,10 +16,11 @@ from sqlalchemy.engine import Engine
 from common.errors import BadRequest, NotFound
 from common.logging import get_logger
 from common.oidc import TokenProvider
-from common.pubsub_filter import Filter, parse_filter
-from common.topology import Subscription, Topology
+from common.topology import Topology
 from hookyard.broker import store
+from hookyard.broker.backoff import PushBackoff
 from hookyard.broker.dispatcher import Dispatcher
+from hookyard.broker.routing import Routes
 from hookyard.broker.store import NewMessage
 from hookyard.broker.wakeup import Wakeup
 
@@ -44,23 +45,25 @@ class Broker:
         http_client: httpx.Client | None = None,
         max_idle_s: float = 5.0,
         token: TokenProvider | None = None,
+        push_backoff: PushBackoff | None = None,
     ) -> None:
         """`max_idle_s` caps any one sleep of the dispatcher: a safety net, not the wake-up path.
-        `token` is the OIDC token every push carries, as a subscription's `oidc_token` does."""
+        `token` is the OIDC token every push carries, as a subscription's `oidc_token` does.
+        `push_backoff` bounds the pause after nacks on subscriptions without a retry policy
+        (Pub/Sub's own by default)."""
         if max_concurrent_pushes < 1:
             raise ValueError("max_concurrent_pushes must be at least 1")
         self.project = project
         self._engine = engine
         self._topology = topology
-        self._filters: dict[str, Filter] = {
-            sub.name: parse_filter(sub.filter) for sub in topology.subscriptions
-        }
+        self._routes = Routes(topology)
         self._push_base_url = push_base_url
         self._max_concurrent = max_concurrent_pushes
         self._http = http_client
         self._owns_http = http_client is None
         self._max_idle_s = max_idle_s
         self._token = token
+        self._push_backoff = push_backoff
         self._lock = threading.Lock()
         self._installed = False
         self._wakeup: Wakeup | None = None
@@ -89,10 +92,11 @@ class Broker:
             check_limits(message)
         if not self._installed:
             self.install()
-        subscriptions = self._topology.subscriptions_of(topic)
         with self._engine.begin() as conn:
             ids = [
-                store.publish(conn, topic, message, self._accepting(subscriptions, message))
+                store.publish(
+                    conn, topic, message, self._routes.subscribers(topic, message.attributes)
+                )
                 for message in messages
             ]
         wakeup = self._wakeup
@@ -100,11 +104,6 @@ class Broker:
             wakeup.set()
         log.debug("pubsub published", topic=topic, message_ids=[str(i) for i in ids])
         return [str(i) for i in ids]
-
-    def _accepting(
-        self, subscriptions: Sequence[Subscription], message: NewMessage
-    ) -> list[Subscription]:
-        return [s for s in subscriptions if self._filters[s.name].matches(message.attributes)]
 
     def start(self) -> None:
         with self._lock:
@@ -129,6 +128,7 @@ class Broker:
                 wakeup=self._wakeup,
                 max_idle_s=self._max_idle_s,
                 token=self._token,
+                push_backoff=self._push_backoff,
             )
             self._dispatcher.start()
         log.info("pubsub broker started", push_base_url=self._push_base_url)

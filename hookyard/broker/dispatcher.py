@@ -21,6 +21,7 @@ from common.logging import get_logger
 from common.oidc import TokenProvider
 from common.topology import Subscription, Topology
 from hookyard.broker import store
+from hookyard.broker.backoff import PushBackoff
 from hookyard.broker.settle import Outcome, PushResult, Settler
 from hookyard.broker.store import Delivery
 from hookyard.broker.wakeup import Wakeup
@@ -52,6 +53,7 @@ class Dispatcher:
         wakeup: Wakeup,
         max_idle_s: float,
         token: TokenProvider | None = None,
+        push_backoff: PushBackoff | None = None,
     ) -> None:
         self._engine = engine
         self._token = token
@@ -60,7 +62,7 @@ class Dispatcher:
         self._http = http_client
         self._wakeup = wakeup
         self._max_idle_s = max_idle_s
-        self._settler = Settler(topology, project)
+        self._settler = Settler(topology, project, push_backoff)
         self._subscriptions = {sub.name: sub for sub in topology.subscriptions}
         self._lease_s = {
             sub.name: sub.ack_deadline_seconds + LEASE_MARGIN_S for sub in topology.subscriptions

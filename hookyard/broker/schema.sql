@@ -38,3 +38,12 @@ CREATE INDEX IF NOT EXISTS deliveries_due
 CREATE INDEX IF NOT EXISTS deliveries_ordering_head
     ON emulator.deliveries (subscription, ordering_key, message_id)
     WHERE state IN ('pending', 'inflight') AND ordering_key <> '';
+
+-- Pub/Sub's push backoff, per subscription without a retry policy: after its streak-th nack
+-- in a row nothing of the subscription is pushed before paused_until; an ack ends the streak.
+CREATE TABLE IF NOT EXISTS emulator.push_backoff (
+    subscription  text PRIMARY KEY,
+    streak        integer NOT NULL DEFAULT 0 CHECK (streak >= 0),
+    paused_at     timestamptz NOT NULL DEFAULT now(),
+    paused_until  timestamptz NOT NULL DEFAULT now()
+);

@@ -1,7 +1,8 @@
 """What one push attempt means for its delivery: ack, retry later, or dead-letter.
 
 A lease that ran out is judged exactly like a nack: Pub/Sub counts ack-deadline expiries
-as delivery attempts, and a crashed broker must not grant a message extra tries.
+as delivery attempts, and a crashed broker must not grant a message extra tries. For a
+subscription without a retry policy a nack also pauses the whole subscription (`backoff`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from sqlalchemy.engine import Connection
 
 from common.topology import Subscription, Topology
 from hookyard.broker import store
-from hookyard.broker.backoff import redelivery_delay
+from hookyard.broker.backoff import PushBackoff, redelivery_delay
+from hookyard.broker.routing import Routes
 from hookyard.broker.store import Delivery, NewMessage
 
 # 102 can only count when the endpoint's HTTP stack makes it a final response; HTTP/1.1
@@ -37,13 +39,21 @@ class PushResult:
 class Settler:
     """Settles deliveries of one topology; dead-letter copies are attributed to `project`."""
 
-    def __init__(self, topology: Topology, project: str) -> None:
+    def __init__(
+        self, topology: Topology, project: str, push_backoff: PushBackoff | None = None
+    ) -> None:
         self._topology = topology
+        self._routes = Routes(topology)
         self._project = project
+        self._push_backoff = push_backoff or PushBackoff()
 
     def push(self, conn: Connection, delivery: Delivery, result: PushResult) -> Outcome:
         if result.acked and result.status is not None:
-            return "acked" if store.mark_acked(conn, delivery, result.status) else "stale"
+            if not store.mark_acked(conn, delivery, result.status):
+                return "stale"
+            if self._subscription(delivery).retry_policy is None:
+                store.end_nack_streak(conn, delivery.subscription)
+            return "acked"
         return self.failure(conn, delivery, result.status, result.error or f"HTTP {result.status}")
 
     def failure(
@@ -56,15 +66,18 @@ class Settler:
         if policy is not None and attempts >= policy.max_delivery_attempts:
             if not store.mark_dead(conn, delivery, status, error):
                 return "stale"
-            store.publish(
-                conn,
-                policy.dead_letter_topic,
-                _dead_letter_copy(delivery, attempts, self._project),
-                self._topology.subscriptions_of(policy.dead_letter_topic),
-            )
-            return "dead-lettered"
-        delay = redelivery_delay(subscription.retry_policy, attempts)
-        return "retry" if store.mark_retry(conn, delivery, delay, status, error) else "stale"
+            copy = _dead_letter_copy(delivery, attempts, self._project)
+            topic = policy.dead_letter_topic
+            store.publish(conn, topic, copy, self._routes.subscribers(topic, copy.attributes))
+            outcome: Outcome = "dead-lettered"
+        else:
+            delay = redelivery_delay(subscription.retry_policy, attempts)
+            if not store.mark_retry(conn, delivery, delay, status, error):
+                return "stale"
+            outcome = "retry"
+        if subscription.retry_policy is None:
+            store.pause_after_nack(conn, subscription.name, self._push_backoff.pause_s)
+        return outcome
 
     def _subscription(self, delivery: Delivery) -> Subscription:
         subscription = self._topology.subscription(delivery.subscription)

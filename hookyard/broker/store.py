@@ -9,7 +9,7 @@ its lease ran out, and after another claimer took over, changes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.resources import files
@@ -108,6 +108,13 @@ _NOT_BLOCKED_BY_ORDERING = """
     )
 """
 
+_NOT_PAUSED = """
+    NOT EXISTS (
+        SELECT 1 FROM emulator.push_backoff AS p
+        WHERE p.subscription = d.subscription AND p.paused_until > now()
+    )
+"""
+
 _MESSAGE_COLUMNS = "m.topic, m.data, m.attributes, m.ordering_key, m.publish_time"
 
 _CLAIM = sa.text(f"""
@@ -121,6 +128,7 @@ _CLAIM = sa.text(f"""
           AND d.state = 'pending'
           AND d.due_at <= now()
           AND {_NOT_BLOCKED_BY_ORDERING}
+          AND {_NOT_PAUSED}
         ORDER BY d.due_at, d.message_id
         LIMIT :limit
         FOR UPDATE OF d SKIP LOCKED
@@ -216,9 +224,14 @@ def release(conn: Connection, delivery: Delivery) -> bool:
     return _updated(conn.execute(_RELEASE, _claim_key(delivery)))
 
 
+# greatest() skips NULL: a subscription that was never paused waits for its rows only.
 _SECONDS_UNTIL_DUE = sa.text(f"""
-    SELECT EXTRACT(EPOCH FROM min(d.due_at) - clock_timestamp())
+    SELECT EXTRACT(EPOCH FROM min(
+               CASE WHEN d.state = 'pending' THEN greatest(d.due_at, p.paused_until)
+                    ELSE d.due_at END
+           ) - clock_timestamp())
     FROM emulator.deliveries AS d
+    LEFT JOIN emulator.push_backoff AS p ON p.subscription = d.subscription
     WHERE d.subscription IN :subscriptions
       AND d.state IN ('pending', 'inflight')
       AND {_NOT_BLOCKED_BY_ORDERING}
@@ -226,7 +239,8 @@ _SECONDS_UNTIL_DUE = sa.text(f"""
 
 
 def seconds_until_due(conn: Connection, subscriptions: Sequence[str]) -> float | None:
-    """Until the next retry or lease expiry, by the database clock; None when nothing is open.
+    """Until the next retry, end of a push backoff or lease expiry, by the database clock;
+    None when nothing is open.
 
     Deliveries held back by ordering are left out: their head's own due time is what counts.
     """
@@ -234,6 +248,35 @@ def seconds_until_due(conn: Connection, subscriptions: Sequence[str]) -> float |
         return None
     value = conn.execute(_SECONDS_UNTIL_DUE, {"subscriptions": list(subscriptions)}).scalar()
     return None if value is None else float(value)
+
+
+_NACKED = sa.text("""
+    INSERT INTO emulator.push_backoff AS p (subscription, streak) VALUES (:subscription, 1)
+    ON CONFLICT (subscription) DO UPDATE SET streak = p.streak + 1
+    RETURNING p.streak
+""")
+_PAUSE = sa.text("""
+    UPDATE emulator.push_backoff
+    SET paused_at = now(), paused_until = now() + make_interval(secs => :pause_s)
+    WHERE subscription = :subscription
+""")
+_ACKED = sa.text(
+    "UPDATE emulator.push_backoff SET streak = 0 WHERE subscription = :subscription AND streak > 0"
+)
+
+
+def pause_after_nack(conn: Connection, subscription: str, pause_s: Callable[[int], float]) -> None:
+    """Counts a nack in the subscription's streak and stops its pushes for `pause_s(streak)`.
+
+    The row lock serialises concurrent nacks of one subscription, so each sees its own streak.
+    """
+    streak = int(conn.execute(_NACKED, {"subscription": subscription}).scalar_one())
+    conn.execute(_PAUSE, {"subscription": subscription, "pause_s": float(pause_s(streak))})
+
+
+def end_nack_streak(conn: Connection, subscription: str) -> None:
+    """An ack: the next nack pauses the subscription for the shortest time again."""
+    conn.execute(_ACKED, {"subscription": subscription})
 
 
 def pending_count(conn: Connection, subscription: str | None = None) -> int:

@@ -27,13 +27,21 @@ def retry_delay(config: TaskRetryConfig, retry_count: int) -> float:
 
     `retry_count` is that of the attempt about to be scheduled, so 1 after the first failure.
     """
-    n = max(retry_count, 1)
-    doublings = config.max_doublings
-    if n <= doublings + 1:
+    return doubling_then_linear(
+        retry_count, config.min_backoff_s, config.max_backoff_s, config.max_doublings
+    )
+
+
+def doubling_then_linear(n: int, minimum: float, maximum: float, max_doublings: int) -> float:
+    """The delay before retry `n` (1 first) on the curve Cloud Tasks and Cloud Scheduler share:
+    `minimum` doubled for `max_doublings` retries, then growing by that last step, capped at
+    `maximum` (with 10 s, 300 s and 3 doublings: 10, 20, 40, 80, 160, 240, 300, 300...)."""
+    n = max(n, 1)
+    if n <= max_doublings + 1:
         factor = 2.0 ** min(n - 1, _MAX_EXPONENT)
     else:
-        factor = 2.0 ** min(doublings, _MAX_EXPONENT) * (n - doublings)
-    return float(min(config.max_backoff_s, config.min_backoff_s * factor))
+        factor = 2.0 ** min(max_doublings, _MAX_EXPONENT) * (n - max_doublings)
+    return float(min(maximum, minimum * factor))
 
 
 def exhausted(config: TaskRetryConfig, attempts: int, since_first_attempt_s: float) -> bool:

@@ -78,7 +78,7 @@ def dispatch_headers(task: ClaimedTask, token: str | None = None) -> dict[str, s
     headers["X-CloudTasks-QueueName"] = task.queue
     headers["X-CloudTasks-TaskName"] = task.name
     headers["X-CloudTasks-TaskRetryCount"] = str(task.attempts)
-    headers["X-CloudTasks-TaskExecutionCount"] = str(task.responses)
+    headers["X-CloudTasks-TaskExecutionCount"] = str(task.executions)
     headers["X-CloudTasks-TaskETA"] = eta_header(task.schedule_time)
     if task.attempts and task.last_status is not None:
         headers["X-CloudTasks-TaskPreviousResponse"] = str(task.last_status)

@@ -12,7 +12,8 @@ CREATE SCHEMA IF NOT EXISTS emulator;
 -- due_at is when the row next needs attention: the next attempt while pending, the end of
 -- the lease while inflight (a lease that runs out is a failed attempt).
 -- attempts counts finished attempts (X-CloudTasks-TaskRetryCount of the next one);
--- responses counts the HTTP responses among them (X-CloudTasks-TaskExecutionCount).
+-- responses counts the HTTP responses among them (the task's response_count), executions
+-- those that were not 5xx (X-CloudTasks-TaskExecutionCount, which leaves 5xx out).
 CREATE TABLE IF NOT EXISTS emulator.tasks (
     queue             text NOT NULL,
     name              text NOT NULL,
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS emulator.tasks (
     due_at            timestamptz NOT NULL,
     attempts          integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     responses         integer NOT NULL DEFAULT 0 CHECK (responses >= 0),
+    executions        integer NOT NULL DEFAULT 0 CHECK (executions >= 0),
     first_attempt_at  timestamptz,
     last_attempt_at   timestamptz,
     last_status       integer,
@@ -34,6 +36,10 @@ CREATE TABLE IF NOT EXISTS emulator.tasks (
     PRIMARY KEY (queue, name),
     CHECK ((state = 'deleted') = (deleted_at IS NOT NULL))
 );
+
+-- Tables created before executions was counted apart from responses.
+ALTER TABLE emulator.tasks
+    ADD COLUMN IF NOT EXISTS executions integer NOT NULL DEFAULT 0 CHECK (executions >= 0);
 
 CREATE INDEX IF NOT EXISTS tasks_due
     ON emulator.tasks (queue, due_at)

@@ -51,13 +51,14 @@ class TaskRecord:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedTask:
-    """A task as claimed for one attempt; `attempts` counts the attempts before this one."""
+    """A task as claimed for one attempt; `attempts` counts the attempts before this one,
+    `executions` the responses among them that were not 5xx."""
 
     queue: str
     name: str
     create_time: datetime
     attempts: int
-    responses: int
+    executions: int
     body: bytes
     headers: dict[str, str]
     schedule_time: datetime
@@ -81,7 +82,7 @@ def install(conn: Connection) -> None:
 
 # Constant fragments only, interpolated into statements; every value is a bound parameter.
 _TASK_COLUMNS = (
-    "t.queue, t.name, t.create_time, t.attempts, t.responses, t.body, t.headers, "
+    "t.queue, t.name, t.create_time, t.attempts, t.executions, t.body, t.headers, "
     "t.schedule_time, t.last_status, t.last_error"
 )
 # The claim an update settles: a late result, or one for an earlier incarnation of the
@@ -100,8 +101,9 @@ _CREATE = sa.text("""
     ON CONFLICT (queue, name) DO UPDATE
     SET state = 'pending', body = EXCLUDED.body, headers = EXCLUDED.headers,
         schedule_time = EXCLUDED.schedule_time, create_time = now(), due_at = EXCLUDED.due_at,
-        attempts = 0, responses = 0, first_attempt_at = NULL, last_attempt_at = NULL,
-        last_status = NULL, last_error = NULL, deleted_at = NULL, outcome = NULL
+        attempts = 0, responses = 0, executions = 0,
+        first_attempt_at = NULL, last_attempt_at = NULL, last_status = NULL,
+        last_error = NULL, deleted_at = NULL, outcome = NULL
     WHERE t.state = 'deleted' AND t.deleted_at <= now() - make_interval(secs => :tombstone_s)
     RETURNING t.queue, t.name, t.schedule_time, t.create_time, t.attempts, t.responses
 """)
@@ -214,14 +216,14 @@ _MARK_DELETED = sa.text(f"""
     SET state = 'deleted', deleted_at = now(), outcome = :outcome,
         body = ''::bytea, headers = '{{}}'::jsonb,
         attempts = attempts + 1, responses = responses + :responded,
-        last_status = :status, last_error = :error
+        executions = executions + :executed, last_status = :status, last_error = :error
     {_OF_CLAIM}
 """)
 _MARK_RETRY = sa.text(f"""
     UPDATE emulator.tasks
     SET state = 'pending', due_at = now() + make_interval(secs => :delay_s),
         attempts = attempts + 1, responses = responses + :responded,
-        last_status = :status, last_error = :error
+        executions = executions + :executed, last_status = :status, last_error = :error
     {_OF_CLAIM}
 """)
 # A claim given back before its attempt started leaves no trace, not even a first attempt.
@@ -353,10 +355,12 @@ def _claim_key(task: ClaimedTask) -> dict[str, Any]:
 
 
 def _attempt_params(task: ClaimedTask, status: int | None, error: str | None) -> dict[str, Any]:
-    """What settling records of an attempt; a status means the handler responded."""
+    """What settling records of an attempt: a status means the handler responded, and a
+    response other than 5xx counts as an execution, as Cloud Tasks counts them."""
     return {
         **_claim_key(task),
         "responded": int(status is not None),
+        "executed": int(status is not None and status < 500),
         "status": status,
         "error": error,
     }
@@ -368,7 +372,7 @@ def _claimed(row: sa.Row[Any]) -> ClaimedTask:
         name=row.name,
         create_time=row.create_time,
         attempts=int(row.attempts),
-        responses=int(row.responses),
+        executions=int(row.executions),
         body=bytes(row.body),
         headers=dict(row.headers or {}),
         schedule_time=row.schedule_time,

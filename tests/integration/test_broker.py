@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request
 from common.messaging.local import LocalPublisher, publish_path
 from common.topology import DeadLetterPolicy, RetryPolicy, Subscription, Topic, Topology
 from hookyard.broker import Broker, store
+from hookyard.broker.backoff import PushBackoff
 from hookyard.broker.http import handle_publish
 from hookyard.broker.settle import ACK_STATUSES, PushResult
 from tests.support.scripted_server import ScriptedServer
@@ -642,3 +643,144 @@ def test_a_filtered_subscription_never_receives_what_its_filter_rejects(
     _settled(broker)
     assert [r.message_id for r in receiver.to("ledger")] == [stripe_id]
     assert sorted(r.message_id for r in receiver.to("audit")) == sorted([stripe_id, github_id])
+
+
+DEAD_LETTER_FILTER_TOPOLOGY = Topology(
+    topics=[Topic(name="orders"), Topic(name="orders-dead-letter")],
+    subscriptions=[
+        _sub(
+            "billing",
+            "orders",
+            dead_letter_policy=DeadLetterPolicy(
+                dead_letter_topic="orders-dead-letter", max_delivery_attempts=5
+            ),
+        ),
+        _sub("graveyard", "orders-dead-letter"),
+        _sub("stripe-graveyard", "orders-dead-letter", filter='attributes.source = "stripe"'),
+        _sub(
+            "billing-graveyard",
+            "orders-dead-letter",
+            filter='attributes.CloudPubSubDeadLetterSourceSubscription = "billing"',
+        ),
+    ],
+)
+
+
+def test_a_dead_lettered_copy_passes_the_filters_on_the_dead_letter_topic(
+    make_broker: BrokerFactory, receiver: Receiver, engine: Engine
+) -> None:
+    """The copy is an ordinary message on its topic: a subscription whose filter rejects it
+    never gets it, one that matches its CloudPubSubDeadLetter* attributes does."""
+    receiver.script = lambda r, nth: (500 if r.subscription == "billing" else 200, 0)
+    broker = make_broker(DEAD_LETTER_FILTER_TOPOLOGY)
+    broker.start()
+    broker.publish("orders", b"pushed", {"source": "github"})
+    receiver.wait_for(lambda s: _count("graveyard", 1)(s) and _count("billing-graveyard", 1)(s))
+    _settled(broker)
+
+    (dead,) = receiver.to("graveyard")
+    assert [r.message_id for r in receiver.to("billing-graveyard")] == [dead.message_id]
+    assert receiver.to("stripe-graveyard") == []
+    with engine.connect() as conn:
+        copies = conn.execute(
+            sa.text("SELECT subscription FROM emulator.deliveries WHERE message_id = :id"),
+            {"id": int(dead.message_id)},
+        ).scalars()
+        assert sorted(copies) == ["billing-graveyard", "graveyard"]
+
+
+NO_POLICY_TOPOLOGY = Topology(
+    topics=[Topic(name="bare")],
+    subscriptions=[_sub("bare", "bare", retry_policy=None)],
+)
+TINY_PUSH_BACKOFF = PushBackoff(initial_s=0.02, maximum_s=0.1)
+
+
+@dataclass(frozen=True)
+class Pause:
+    streak: int
+    seconds: float
+    until: datetime
+
+
+def _pause(engine: Engine, subscription: str) -> Pause | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT streak, EXTRACT(EPOCH FROM paused_until - paused_at), paused_until "
+                "FROM emulator.push_backoff WHERE subscription = :s"
+            ),
+            {"s": subscription},
+        ).one_or_none()
+    return None if row is None else Pause(int(row[0]), float(row[1]), row[2])
+
+
+def _claimed_at(engine: Engine, subscription: str, message_id: str) -> datetime:
+    """When the broker last claimed the delivery for a push, by the database clock."""
+    with engine.connect() as conn:
+        claimed: datetime = conn.execute(
+            sa.text(
+                "SELECT last_attempt_at FROM emulator.deliveries "
+                "WHERE subscription = :s AND message_id = :id"
+            ),
+            {"s": subscription, "id": int(message_id)},
+        ).scalar_one()
+    return claimed
+
+
+def test_without_a_retry_policy_each_nack_in_a_row_pauses_the_subscription_longer(
+    make_broker: BrokerFactory, receiver: Receiver, engine: Engine
+) -> None:
+    """Pub/Sub's push backoff, read from the schedule the broker stores: each push of the
+    retried message is claimed only once the pause its previous nack set has ended."""
+    seen: list[tuple[Pause | None, datetime]] = []
+
+    def script(request: Received, nth: int) -> tuple[int, float]:
+        seen.append((_pause(engine, "bare"), _claimed_at(engine, "bare", request.message_id)))
+        return (500 if nth < 4 else 204), 0.0
+
+    receiver.script = script
+    broker = make_broker(NO_POLICY_TOPOLOGY, push_backoff=TINY_PUSH_BACKOFF)
+    broker.start()
+    broker.publish("bare", b"x", {})
+    receiver.wait_for(_count("bare", 5))
+    _settled(broker)
+
+    first_pause, _ = seen[0]
+    assert first_pause is None
+    pauses = [pause for pause, _ in seen[1:]]
+    assert [p.streak for p in pauses if p] == [1, 2, 3, 4]
+    assert [p.seconds for p in pauses if p] == pytest.approx([0.02, 0.04, 0.08, 0.1])
+    for pause, claimed in seen[1:]:
+        assert pause is not None
+        assert claimed >= pause.until
+    after_ack = _pause(engine, "bare")
+    assert after_ack is not None
+    assert after_ack.streak == 0
+
+
+def test_a_push_backoff_holds_back_every_message_of_the_subscription(
+    make_broker: BrokerFactory, receiver: Receiver, engine: Engine
+) -> None:
+    """The first message's nack stops the subscription: the second, published during the
+    pause, waits for its end like the nacked message's own retry."""
+
+    def script(request: Received, nth: int) -> tuple[int, float]:
+        nacked = base64.b64decode(request.message["data"]) == b"first" and nth == 0
+        return (500 if nacked else 204), 0.0
+
+    receiver.script = script
+    broker = make_broker(NO_POLICY_TOPOLOGY, push_backoff=PushBackoff(0.3, 0.3))
+    broker.start()
+    first = broker.publish("bare", b"first", {})
+    deadline = time.monotonic() + HANG_S
+    while (pause := _pause(engine, "bare")) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pause is not None
+    second = broker.publish("bare", b"second", {})
+    receiver.wait_for(lambda s: len(s) == 3)
+    _settled(broker)
+
+    assert pause.streak == 1
+    assert _claimed_at(engine, "bare", second) >= pause.until
+    assert _claimed_at(engine, "bare", first) >= pause.until

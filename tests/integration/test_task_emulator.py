@@ -232,27 +232,30 @@ def test_a_task_arrives_with_its_body_and_the_cloud_tasks_headers(
     assert "Content-Type" not in second.headers  # Cloud Tasks sets no default
 
 
-def test_the_third_attempt_carries_retry_and_execution_counts(
+def test_retry_count_counts_every_attempt_and_execution_count_leaves_out_5xx(
     emulator: TaskEmulator, receiver: Receiver, engine: Engine
 ) -> None:
-    receiver.script = lambda a, nth: ((500, 503)[nth] if nth < 2 else 200, 0.0, {})
+    """TaskExecutionCount is the handler's responses so far, "not including failures due to
+    5XX error codes"; TaskRetryCount counts every attempt before this one."""
+    statuses = [500, 404, 503, 200]
+    receiver.script = lambda a, nth: (statuses[nth], 0.0, {})
     eta = datetime.now(UTC) + timedelta(seconds=0.2)
-    assert emulator.create_task(TaskRequest("jobs", b"x", "thrice", schedule_time=eta))
-    first, second, third = receiver.wait_for(_count(3))
+    assert emulator.create_task(TaskRequest("jobs", b"x", "four-times", schedule_time=eta))
+    seen = receiver.wait_for(_count(4))
     _settled(emulator)
 
-    assert [a.headers["X-CloudTasks-TaskRetryCount"] for a in (first, second, third)] == [
-        "0", "1", "2",
+    def header(name: str) -> list[str]:
+        return [a.headers[name] for a in seen]
+
+    assert header("X-CloudTasks-TaskRetryCount") == ["0", "1", "2", "3"]
+    assert header("X-CloudTasks-TaskExecutionCount") == ["0", "0", "1", "1"]
+    assert [a.headers.get("X-CloudTasks-TaskPreviousResponse") for a in seen] == [
+        None, "500", "404", "503",
     ]  # fmt: skip
-    assert [a.headers["X-CloudTasks-TaskExecutionCount"] for a in (first, second, third)] == [
-        "0", "1", "2",
-    ]  # fmt: skip
-    assert second.headers["X-CloudTasks-TaskPreviousResponse"] == "500"
-    assert third.headers["X-CloudTasks-TaskPreviousResponse"] == "503"
-    assert third.headers["X-CloudTasks-TaskRetryReason"] == "Service Unavailable"
-    expected_eta = _eta(engine, "jobs", "thrice", eta)
-    assert {a.headers["X-CloudTasks-TaskETA"] for a in (first, second, third)} == {expected_eta}
-    assert tuple(_row(engine, "jobs", "thrice")) == ("deleted", "succeeded", 3, 3)
+    assert seen[3].headers["X-CloudTasks-TaskRetryReason"] == "Service Unavailable"
+    expected_eta = _eta(engine, "jobs", "four-times", eta)
+    assert set(header("X-CloudTasks-TaskETA")) == {expected_eta}
+    assert tuple(_row(engine, "jobs", "four-times")) == ("deleted", "succeeded", 4, 4)
 
 
 def test_retry_delays_follow_the_documented_schedule(

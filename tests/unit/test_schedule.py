@@ -6,9 +6,9 @@ import pytest
 
 from common.errors import BadRequest
 from common.job_tasks import job_task, parse_job_task, stamp
-from common.topology import Job
+from common.topology import Job, SchedulerRetryConfig
 from functions.cron import parse_schedule_time
-from hookyard.scheduler import next_tick, scheduler_headers
+from hookyard.scheduler import next_tick, retry_delay_s, scheduler_headers
 
 
 def test_next_tick_follows_the_zone_across_dst() -> None:
@@ -58,3 +58,58 @@ def test_invalid_schedules_are_refused(schedule: str) -> None:
 def test_unknown_time_zone_is_refused() -> None:
     with pytest.raises(ValueError, match="time zone"):
         Job(name="x", schedule="* * * * *", time_zone="Mars/Olympus")
+
+
+def _retries(config: SchedulerRetryConfig, attempt_s: float = 0.0) -> list[float]:
+    """The waits of a run that always fails, each attempt taking `attempt_s`."""
+    waits: list[float] = []
+    elapsed = attempt_s
+    while (delay := retry_delay_s(config, len(waits), elapsed)) is not None:
+        waits.append(delay)
+        elapsed += delay + attempt_s
+        assert len(waits) < 100, "never stops"
+    return waits
+
+
+@pytest.mark.parametrize(
+    ("doublings", "waits"),
+    [(5, [10, 20, 40, 80, 160]), (3, [10, 20, 40, 80, 160]), (1, [10, 20, 40, 60, 80]),
+     (0, [10, 20, 30, 40, 50])],
+)  # fmt: skip
+def test_retries_double_max_doublings_times_then_grow_linearly(
+    doublings: int, waits: list[float]
+) -> None:
+    config = SchedulerRetryConfig(
+        retry_count=5, min_backoff_s=10, max_backoff_s=300, max_doublings=doublings
+    )
+    assert _retries(config) == waits
+
+
+def test_the_documented_example_caps_at_max_backoff() -> None:
+    """10 s, 300 s, 3 doublings: 10, 20, 40, 80, 160, 240, 300, 300 (the API reference)."""
+    config = SchedulerRetryConfig(
+        retry_count=5, max_retry_duration_s=900, min_backoff_s=10, max_backoff_s=300,
+        max_doublings=3,
+    )  # fmt: skip
+    assert _retries(config) == [10, 20, 40, 80, 160, 240, 300, 300]
+
+
+def test_no_retry_count_and_no_duration_means_no_retry() -> None:
+    assert _retries(SchedulerRetryConfig()) == []
+
+
+def test_a_duration_alone_retries_until_it_has_passed() -> None:
+    config = SchedulerRetryConfig(retry_count=0, max_retry_duration_s=60, min_backoff_s=10)
+    assert _retries(config) == [10, 20, 40]  # failed at 0, 10, 30 and 70 s: 70 >= 60
+
+
+def test_both_limits_must_be_reached() -> None:
+    config = SchedulerRetryConfig(retry_count=2, max_retry_duration_s=100, min_backoff_s=10)
+    assert _retries(config) == [10, 20, 40, 80]  # 2 retries by 30 s; the duration by 150 s
+    short = SchedulerRetryConfig(retry_count=4, max_retry_duration_s=1, min_backoff_s=10)
+    assert _retries(short) == [10, 20, 40, 80]  # the duration passed long before the count
+
+
+def test_the_duration_counts_time_spent_in_attempts() -> None:
+    config = SchedulerRetryConfig(retry_count=0, max_retry_duration_s=60, min_backoff_s=10)
+    assert _retries(config, attempt_s=20) == [10, 20]  # failed at 20, 50 and 90 s

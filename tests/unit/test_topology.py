@@ -95,3 +95,70 @@ def test_coverage_is_decided_from_what_ingest_always_sets(
     else:
         with pytest.raises(ConfigError, match="would match no subscription"):
             load_topology(path)
+
+
+def _rename_dead_letter_topic(name: str) -> object:
+    def mutate(raw: dict[str, list[dict[str, object]]]) -> None:
+        old = "events-dead-letter"
+        for topic in raw["topics"]:
+            if topic["name"] == old:
+                topic["name"] = name
+        for sub in raw["subscriptions"]:
+            if sub["topic"] == old:
+                sub["topic"] = name
+            policy = sub.get("dead_letter_policy")
+            if isinstance(policy, dict):
+                policy["dead_letter_topic"] = name
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("name", "loads"),
+    [("dl", False), ("d", False), ("dlq", True), ("google-dlq", False), ("goo", True),
+     ("d" * 63, True), ("1dlq", False)],
+)  # fmt: skip
+def test_pubsub_names_follow_pubsubs_rule(tmp_path: Path, name: str, loads: bool) -> None:
+    """Pub/Sub names are 3 to 255 characters, a letter first, never `goog` first: a topic
+    that cannot be created must not load locally and then fail at deployment."""
+    path = _write(tmp_path, _rename_dead_letter_topic(name))
+    if loads:
+        assert load_topology(path).topic(name) is not None
+    else:
+        with pytest.raises(ConfigError):
+            load_topology(path)
+
+
+def test_short_subscription_names_are_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda raw: raw["subscriptions"][0].update(name="el"))
+    with pytest.raises(ConfigError, match=r"subscriptions\.0\.name"):
+        load_topology(path)
+
+
+@pytest.mark.parametrize(("given", "meant"), [(0, 5), (5, 5), (100, 100)])
+def test_zero_max_delivery_attempts_means_pubsubs_default(
+    tmp_path: Path, given: int, meant: int
+) -> None:
+    path = _write(
+        tmp_path,
+        lambda raw: raw["subscriptions"][0]["dead_letter_policy"].update(
+            max_delivery_attempts=given
+        ),
+    )
+    policy = load_topology(path).subscriptions[0].dead_letter_policy
+    assert policy is not None
+    assert policy.max_delivery_attempts == meant
+
+
+@pytest.mark.parametrize("attempts", [-1, 1, 4, 101])
+def test_max_delivery_attempts_outside_pubsubs_range_are_refused(
+    tmp_path: Path, attempts: int
+) -> None:
+    path = _write(
+        tmp_path,
+        lambda raw: raw["subscriptions"][0]["dead_letter_policy"].update(
+            max_delivery_attempts=attempts
+        ),
+    )
+    with pytest.raises(ConfigError):
+        load_topology(path)
