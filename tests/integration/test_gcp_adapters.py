@@ -11,21 +11,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
 import pytest
 from google.api_core import exceptions as gexc
 from google.api_core import retry as retries
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import pubsub_v1
 from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
     SecretManagerServiceGrpcTransport,
 )
 
-from common.errors import ConfigError, PublishError
+from common.errors import PublishError, SecretUnavailable
 from common.messaging.pubsub import PubSubPublisher
 from common.secrets import SecretManagerStore
+from tests.support.google_credentials import without_google_credentials
 from tests.support.grpc_fakes import (
     Fail,
     FakePublisher,
@@ -326,12 +329,12 @@ def test_secret_without_checksum_is_accepted(
     assert _store(sm_client).values("admin-token") == ("token-1", "token-2")
 
 
-def test_checksum_mismatch_is_a_config_error(
+def test_checksum_mismatch_is_an_unavailable_secret(
     secrets: FakeSecretManager, sm_client: SecretManagerServiceClient
 ) -> None:
     secrets.put(PROJECT, "admin-token", b"token-1\n", checksum=1234)
 
-    with pytest.raises(ConfigError, match="admin-token: payload checksum mismatch") as info:
+    with pytest.raises(SecretUnavailable, match="admin-token: payload checksum mismatch") as info:
         _store(sm_client).values("admin-token")
     assert "token-1" not in str(info.value)
     assert secrets.calls == 1
@@ -354,8 +357,9 @@ def test_permission_denied_is_not_mistaken_for_a_missing_secret(
     secrets.put(PROJECT, "admin-token", b"token-1")
     secrets.script(Fail(grpc.StatusCode.PERMISSION_DENIED))
 
-    with pytest.raises(gexc.PermissionDenied):
+    with pytest.raises(SecretUnavailable, match="admin-token: PermissionDenied") as info:
         _store(sm_client).values("admin-token")
+    assert isinstance(info.value.__cause__, gexc.PermissionDenied)
 
 
 def test_values_are_cached_for_the_ttl(
@@ -397,3 +401,41 @@ def test_cache_is_per_secret(
         f"projects/{PROJECT}/secrets/a/versions/latest",
         f"projects/{PROJECT}/secrets/b/versions/latest",
     ]
+
+
+def test_a_failed_read_is_not_cached(
+    secrets: FakeSecretManager, sm_client: SecretManagerServiceClient
+) -> None:
+    store = _store(sm_client, ttl_s=3600.0)
+    secrets.put(PROJECT, "admin-token", b"token-1")
+    secrets.script(Fail(grpc.StatusCode.INTERNAL))
+
+    with pytest.raises(SecretUnavailable):
+        store.values("admin-token")
+    assert store.values("admin-token") == ("token-1",)  # asked again, not "empty" or stale
+    assert secrets.calls == 2
+
+
+def test_unreachable_secret_manager_is_unavailable_within_the_deadline(
+    secrets: FakeSecretManager, sm_client: SecretManagerServiceClient
+) -> None:
+    secrets.put(PROJECT, "admin-token", b"token-1")
+    secrets.script(*[Fail(grpc.StatusCode.UNAVAILABLE)] * 10_000)
+    store = SecretManagerStore(PROJECT, ttl_s=60.0, client_factory=lambda: sm_client, timeout_s=1.0)
+
+    with pytest.raises(SecretUnavailable, match="admin-token"):
+        store.values("admin-token")
+    assert secrets.calls >= 2  # retried as Google retries it, then gave up
+
+
+def test_no_credentials_is_an_unavailable_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The store builds Google's client on first use; without credentials that is a failure
+    to read, never "no secret configured"."""
+    without_google_credentials(monkeypatch, tmp_path / "home")
+    store = SecretManagerStore(PROJECT, ttl_s=60.0)
+
+    with pytest.raises(SecretUnavailable, match="webhook-secret-stripe") as info:
+        store.values("webhook-secret-stripe")
+    assert isinstance(info.value.__cause__, DefaultCredentialsError)
