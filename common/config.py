@@ -74,6 +74,10 @@ class Settings(BaseSettings):
         default=False,
         description="local tests only: let notify_url reach 127.0.0.0/8 and ::1; refused in gcp",
     )
+    secrets: Literal["env", "secret-manager"] | None = Field(
+        default=None,
+        description="where secrets come from; unset: secret-manager when env=gcp, else env",
+    )
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -84,6 +88,14 @@ class Settings(BaseSettings):
         if self.env == "gcp" and self.notify_allow_loopback:
             raise ValueError("HOOKYARD_NOTIFY_ALLOW_LOOPBACK cannot be true when HOOKYARD_ENV=gcp")
         return self
+
+    @property
+    def secrets_provider(self) -> Literal["env", "secret-manager"]:
+        """A gcp deployment that never set HOOKYARD_SECRETS keeps reading Secret Manager: read
+        from an empty environment instead, every webhook would be refused (fail closed)."""
+        if self.secrets is not None:
+            return self.secrets
+        return "secret-manager" if self.env == "gcp" else "env"
 
     @property
     def base_url(self) -> str:

@@ -43,6 +43,12 @@ class PublishError(TransientError):
     """A message was not confirmed durable by the broker within its deadline."""
 
 
+class SecretUnavailable(TransientError):
+    """The secret store could not say what a secret holds (unreachable, no credentials, a
+    corrupted payload). Not "no secret": nothing may be decided on it, so callers answer 503
+    and the caller retries. The message names the secret, never a value."""
+
+
 class Problem(HookyardError):
     """An HTTP error answered as `application/problem+json`."""
 

@@ -34,8 +34,10 @@ class OutboxRelay:
         self._queue = queue
 
     def relay(self, ids: Sequence[int], traceparent: str | None = None) -> int:
-        """Enqueues each row; returns how many are now on the queue. Never raises for the
-        queue being down: rows left behind are the sweeper's."""
+        """Enqueues each row; returns how many are now on the queue. Never raises: it runs
+        after the delivery committed, and a 503 then would only make the broker redeliver a
+        delivery that is already applied, which announces nothing. Rows left behind are the
+        sweeper's."""
         headers = {"Content-Type": "application/json"}
         if traceparent:
             headers["traceparent"] = traceparent
@@ -54,10 +56,22 @@ class OutboxRelay:
                     "outbox relay deferred to the sweeper", outbox_id=outbox_id, error=str(exc)
                 )
                 break
+            except Exception as exc:  # a queue adapter that broke its contract: still deferred
+                log.error(
+                    "outbox relay deferred to the sweeper",
+                    outbox_id=outbox_id,
+                    error_class=type(exc).__name__,
+                )
+                break
             done.append(outbox_id)
         if done:
-            with self._engine.begin() as conn:
-                outbox.mark_enqueued(conn, done)
+            try:
+                with self._engine.begin() as conn:
+                    outbox.mark_enqueued(conn, done)
+            except Exception as exc:
+                # Enqueued but not marked: the sweeper's second enqueue is ALREADY_EXISTS.
+                log.warning("outbox rows enqueued but not marked", error_class=type(exc).__name__)
+                return 0
         return len(done)
 
     def sweep(self, older_than_s: float = 60.0, limit: int = 500) -> int:

@@ -21,7 +21,15 @@ from common.db.accounts import Account
 from common.db.engine import get_engine
 from common.db.ledger import Entry
 from common.egress import DestinationRefused, DestinationUnresolved, EgressPolicy, resolve
-from common.errors import BadRequest, Conflict, NotFound, Problem, Unauthorized
+from common.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    Problem,
+    SecretUnavailable,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from common.http import (
     json_response,
     path_parts,
@@ -31,7 +39,7 @@ from common.http import (
     require_method,
 )
 from common.logging import bind_context, get_logger
-from common.secrets import SecretStore, get_secret_store
+from common.secrets import SecretStore, get_secret_store, values_or_unavailable
 from common.tracing import parse_trace
 from functions.operations import Caller, Operations, int_arg, paged, parse_json
 
@@ -76,11 +84,15 @@ class Admin:
             return self._route(request, path_parts(request, PREFIX), caller)
         except Problem as problem:
             return problem_response(problem, request.path)
+        except SecretUnavailable as exc:  # the database password, read when connecting
+            log.error("secret store unavailable", error=str(exc))
+            unavailable = ServiceUnavailable("a secret could not be read; retry later")
+            return problem_response(unavailable, request.path)
 
     def _authenticate(self, request: Request) -> Caller:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        tokens = self.secrets.values("admin-token")
+        tokens = values_or_unavailable(self.secrets, "admin-token")
         if not tokens:
             raise Unauthorized("the admin API is disabled: no admin token is configured")
         if scheme.lower() != "bearer" or not token:

@@ -35,7 +35,7 @@ from common.http import (
 )
 from common.logging import add_context, bind_context, get_logger
 from common.messaging.publisher import Publisher, get_publisher
-from common.secrets import SecretStore, get_secret_store
+from common.secrets import SecretStore, get_secret_store, values_or_unavailable
 from common.signatures import HmacOptions, SignedRequest, Verifier, verifier_for
 from common.topology import Source, Topology, get_topology
 from common.tracing import new_trace, parse_trace
@@ -97,7 +97,8 @@ class WebhookIngest:
             url=source.public_url or request.url,
             content_type=request.content_type,
         )
-        self.verifier(source).verify(signed, self.secrets.values(source.secret), int(self.clock()))
+        secrets = values_or_unavailable(self.secrets, source.secret)
+        self.verifier(source).verify(signed, secrets, int(self.clock()))
         parsed = parse_body(body, media_type)
         handshake = HANDSHAKES.get(source.scheme)
         if handshake is not None and (answer := handshake(parsed)) is not None:

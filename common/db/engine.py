@@ -84,19 +84,29 @@ def discard_connections_on_error(engine: Engine) -> None:
 
 
 def _cloud_sql_creator(settings: Settings) -> Any:
-    """Lazy refresh suits Cloud Run, where CPU is throttled outside requests."""
-    from google.cloud.sql.connector import Connector
+    """Lazy refresh suits Cloud Run, where CPU is throttled outside requests.
 
+    The password and the connector (which looks up credentials) are read per connection,
+    not when the engine is built: a secret-store or credentials failure then surfaces inside
+    a request, where it is a 503, and a rotated password is picked up after the cache TTL.
+    """
+    from common.lazy import Lazy
     from common.secrets import get_secret_store
 
     instance = settings.cloud_sql_instance
     if instance is None:
         raise ConfigError("HOOKYARD_CLOUD_SQL_INSTANCE is not set")
-    connector = Connector(refresh_strategy="lazy")
-    password = next(iter(get_secret_store().values("db-password")), None)
+
+    def build_connector() -> Any:
+        from google.cloud.sql.connector import Connector
+
+        return Connector(refresh_strategy="lazy")
+
+    connector: Lazy[Any] = Lazy(build_connector)
 
     def connect() -> Any:
-        return connector.connect(
+        password = next(iter(get_secret_store().values("db-password")), None)
+        return connector.get().connect(
             instance,
             "pg8000",
             user=settings.db_user,

@@ -1,7 +1,9 @@
 """Google Cloud Tasks: named HTTP tasks to the worker, with an OIDC token it can verify.
 
 The token's audience is the worker's base URL, not the task's URL: one audience for every
-surface, which is what the worker's verifier expects."""
+surface, which is what the worker's verifier expects. Every failure to enqueue (building the
+client, credentials, transport, deadline, any error status) is a `PublishError`, which callers
+turn into a 503 or leave to a sweeper; ALREADY_EXISTS is "already enqueued"."""
 
 from __future__ import annotations
 
@@ -40,15 +42,30 @@ class CloudTasksQueue:
         return self._client.get()
 
     def enqueue(self, task: TaskRequest) -> bool:
+        if task.schedule_time is not None and task.schedule_time.utcoffset() is None:
+            raise PublishError("schedule_time must carry a time zone")
         from google.api_core import exceptions as gexc
+
+        try:
+            client = self._get_client()  # building it looks up credentials
+            client.create_task(
+                parent=client.queue_path(self._project, self._location, task.queue),
+                task=self._task(client, task),
+                timeout=self._timeout,
+            )
+        except gexc.AlreadyExists:
+            return False
+        except Exception as exc:  # API errors, credentials, transport, deadline
+            reason = exc.code if isinstance(exc, gexc.GoogleAPICallError) else type(exc).__name__
+            raise PublishError(f"create task on {task.queue} failed: {reason}") from exc
+        return True
+
+    def _task(self, client: Any, task: TaskRequest) -> dict[str, Any]:
         from google.cloud import tasks_v2
 
-        client = self._get_client()
-        parent = client.queue_path(self._project, self._location, task.queue)
-        url = f"{self._worker_url}/tasks/{task.queue}"
         http_request: dict[str, Any] = {
             "http_method": tasks_v2.HttpMethod.POST,
-            "url": url,
+            "url": f"{self._worker_url}/tasks/{task.queue}",
             "headers": dict(task.headers),
             "body": task.body,
         }
@@ -61,13 +78,5 @@ class CloudTasksQueue:
         if task.name:
             body["name"] = client.task_path(self._project, self._location, task.queue, task.name)
         if task.schedule_time is not None:
-            if task.schedule_time.utcoffset() is None:
-                raise PublishError("schedule_time must carry a time zone")
             body["schedule_time"] = task.schedule_time  # proto-plus converts datetimes
-        try:
-            client.create_task(parent=parent, task=body, timeout=self._timeout)
-        except gexc.AlreadyExists:
-            return False
-        except gexc.GoogleAPICallError as exc:
-            raise PublishError(f"create task on {task.queue} failed: {exc.code}") from exc
-        return True
+        return body

@@ -1,62 +1,132 @@
-"""Google Cloud Pub/Sub: wait on the publish future so 202 really means durable."""
+"""Google Cloud Pub/Sub: a `Publish` request we build ourselves, so 202 really means durable.
+
+The handwritten `PublisherClient.publish` takes attributes as keyword arguments beside its
+own (`ordering_key`, `retry`, `timeout`): an attribute with one of those names is swallowed
+as an argument or clashes with it. The generated client's `Publish` takes the message with
+its attributes as a mapping, so every name reaches the server as given. It has no batcher
+either: a call returns the ids the service assigned or raises, and no background thread
+keeps publishing after ingest answered 503 (on Cloud Run a request's CPU ends with it).
+
+Locally and in tests the same client honours `PUBSUB_EMULATOR_HOST`.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+from tenacity import Retrying, retry_if_exception, wait_random_exponential
 
 from common.errors import PublishError
 from common.lazy import Lazy
 from common.messaging.publisher import OutboundMessage
 
+MAX_REQUEST_MESSAGES = 1000
+MAX_REQUEST_BYTES = 9_000_000
+"""Pub/Sub refuses a request over 1,000 messages or 10 MB; the margin covers the framing."""
+MIN_ATTEMPT_S = 0.05
+"""No retry is started with less time than this left: it could only time out."""
+
 
 def _publisher_client() -> Any:
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from google.pubsub_v1 import PublisherClient
 
-    return pubsub_v1.PublisherClient(
-        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
-        # Ingest publishes one message per request and waits for it.
-        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0),
+    return PublisherClient()
+
+
+def _retryable(exc: BaseException) -> bool:
+    """The generated client's own retry policy for Publish."""
+    from google.api_core import exceptions as gexc
+
+    return isinstance(
+        exc,
+        gexc.Aborted
+        | gexc.Cancelled
+        | gexc.DeadlineExceeded
+        | gexc.InternalServerError
+        | gexc.ResourceExhausted
+        | gexc.ServiceUnavailable
+        | gexc.Unknown,
     )
 
 
 class PubSubPublisher:
+    """`client`, when given, is the generated `google.pubsub_v1.PublisherClient`: the
+    handwritten `google.cloud.pubsub_v1` one replaces its `publish`."""
+
     def __init__(self, project: str, timeout_s: float, client: Any = None) -> None:
         self._project = project
         self._timeout = timeout_s
         self._client: Lazy[Any] = Lazy(_publisher_client, client)
 
-    def _get_client(self) -> Any:
-        return self._client.get()
-
-    def publish_many(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
-        """Every future is started before any is awaited, so the client batches them."""
-        client = self._get_client()
-        path = client.topic_path(self._project, topic)
-        futures = [
-            client.publish(path, m.data, ordering_key=m.ordering_key, **m.attributes)
-            for m in messages
-        ]
-        try:
-            return [str(f.result(timeout=self._timeout)) for f in futures]
-        except Exception as exc:
-            raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
-
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""
     ) -> str:
-        client = self._get_client()
-        path = client.topic_path(self._project, topic)
+        return self.publish_many(topic, [OutboundMessage(data, attributes, ordering_key)])[0]
+
+    def publish_many(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        """In as few requests as Pub/Sub's limits allow, in order, within one deadline. A
+        failure part way leaves the earlier requests published: consumers dedupe."""
+        deadline = time.monotonic() + self._timeout
         try:
-            future = client.publish(path, data, ordering_key=ordering_key, **attributes)
-            message_id: str = future.result(timeout=self._timeout)
-        except Exception as exc:
-            if ordering_key:
-                # A batch that failed pauses its key until resumed. One that timed out here
-                # may still be in flight, its key not paused: the client then raises
-                # RuntimeError, which must not replace the PublishError callers expect.
-                with contextlib.suppress(RuntimeError):
-                    client.resume_publish(path, ordering_key)
+            from google.pubsub_v1 import types
+
+            client = self._client.get()  # building it looks up credentials
+            path = client.topic_path(self._project, topic)
+            ids: list[str] = []
+            for chunk in _chunks([_message(types, m) for m in messages]):
+                request = types.PublishRequest(topic=path, messages=chunk)
+                ids.extend(self._send(client, request, deadline))
+        except PublishError:
+            raise
+        except Exception as exc:  # API errors, credentials, transport, deadline
             raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
-        return message_id
+        return ids
+
+    def _send(self, client: Any, request: Any, deadline: float) -> list[str]:
+        """Retries what Google retries, with jittered backoff, until our deadline."""
+
+        def time_left() -> float:
+            return deadline - time.monotonic()
+
+        backoff = wait_random_exponential(multiplier=0.1, max=2.0)
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=lambda _: time_left() <= MIN_ATTEMPT_S,
+            wait=lambda state: min(backoff(state), max(0.0, time_left() - MIN_ATTEMPT_S)),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                remaining = time_left()
+                if remaining <= 0:
+                    raise TimeoutError("publish deadline passed")
+                response = client.publish(request=request, retry=None, timeout=remaining)
+        ids = [str(i) for i in response.message_ids]
+        if len(ids) != len(request.messages):
+            raise PublishError(f"Pub/Sub returned {len(ids)} ids for {len(request.messages)}")
+        return ids
+
+
+def _message(types: Any, message: OutboundMessage) -> Any:
+    return types.PubsubMessage(
+        data=message.data,
+        attributes=dict(message.attributes),
+        ordering_key=message.ordering_key,
+    )
+
+
+def _chunks(messages: list[Any]) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    size = 0
+    for message in messages:
+        message_size = type(message).pb(message).ByteSize()
+        full = len(chunk) == MAX_REQUEST_MESSAGES or size + message_size > MAX_REQUEST_BYTES
+        if chunk and full:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(message)
+        size += message_size
+    if chunk:
+        yield chunk

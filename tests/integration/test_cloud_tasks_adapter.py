@@ -11,17 +11,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import grpc
 import pytest
 from google.api_core import exceptions as gexc
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from common.errors import PublishError
 from common.messaging.cloud_tasks import CloudTasksQueue
 from common.messaging.tasks import TaskRequest
+from tests.support.google_credentials import without_google_credentials
 from tests.support.grpc_fakes import Fail, FakeCloudTasks, Hold, fake_cloud_tasks
+from tests.support.stack import free_port
 
 # Every call here takes well under a second or two; a regression that waits on a retry fails
 # on this bound instead of hanging the suite, and a busy machine never reaches it.
@@ -207,3 +211,32 @@ def test_task_without_a_name_sends_no_name(
     assert [r.task.name for r in fake.requests] == ["", ""]
     assert [r.parent for r in fake.requests] == [QUEUE_PATH, QUEUE_PATH]
     assert fake.requests[0].task.http_request.url == TASK_URL
+
+
+def test_no_credentials_is_a_publish_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The client is built on first use and looks up credentials then: without any, that is
+    a PublishError like any other failure to enqueue (it escaped once, and a worker that had
+    committed answered 503 and never relayed its outbox)."""
+    without_google_credentials(monkeypatch, tmp_path / "home")
+    queue = CloudTasksQueue(
+        "p", "l", worker_url=WORKER_URL, service_account=SERVICE_ACCOUNT, timeout_s=GENEROUS_S
+    )
+
+    with pytest.raises(PublishError, match="create task on notifications failed") as info:
+        queue.enqueue(TASK)
+    assert isinstance(info.value.__cause__, DefaultCredentialsError)
+    # Not remembered: the next call tries to build the client again.
+    with pytest.raises(PublishError) as again:
+        queue.enqueue(TASK)
+    assert isinstance(again.value.__cause__, DefaultCredentialsError)
+
+
+def test_unreachable_service_is_a_publish_error() -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{free_port()}")  # nothing listens there
+    client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+    try:
+        with pytest.raises(PublishError, match="create task on notifications failed") as info:
+            _queue(client, timeout_s=GENEROUS_S).enqueue(TASK)
+    finally:
+        client.transport.close()
+    assert isinstance(info.value.__cause__, gexc.ServiceUnavailable)

@@ -8,24 +8,25 @@ speak the services' wire protocol and record what arrived.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
 import grpc
 import pytest
 from google.api_core import exceptions as gexc
-from google.api_core import retry as retries
-from google.cloud import pubsub_v1
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
     SecretManagerServiceGrpcTransport,
 )
 
-from common.errors import ConfigError, PublishError
-from common.messaging.pubsub import PubSubPublisher
+from common.errors import PublishError, SecretUnavailable
+from common.messaging.publisher import OutboundMessage
+from common.messaging.pubsub import MAX_REQUEST_MESSAGES, PubSubPublisher
 from common.secrets import SecretManagerStore
+from tests.support.google_credentials import without_google_credentials
 from tests.support.grpc_fakes import (
     Fail,
     FakePublisher,
@@ -35,7 +36,6 @@ from tests.support.grpc_fakes import (
     fake_publisher,
     fake_secret_manager,
 )
-from tests.support.stack import wait_for
 
 # Every call here takes well under a second; a regression that waits on an infinite retry
 # fails on this bound instead of hanging the suite, and a busy machine never reaches it.
@@ -47,7 +47,17 @@ GENEROUS_S = 60.0
 # Longer than the test may run: a publish that waited for it fails on the test's timeout,
 # which is how "at once" is checked without timing anything.
 UNREACHABLE_S = 3600.0
-COMMIT_THREAD = "Thread-CommitBatchPublisher"  # google.cloud.pubsub_v1.publisher._batch.thread
+# Attribute names that are also parameters of the handwritten `PublisherClient.publish`:
+# passed as keyword arguments, `timeout` vanished into the call and the others raised.
+CLASHING = {
+    "timeout": "30",
+    "retry": "never",
+    "ordering_key": "not-the-key",
+    "topic": "t",
+    "data": "d",
+    "self": "s",
+    "attrs": "a",
+}
 
 # ---------------------------------------------------------------------------------------------
 # Pub/Sub
@@ -55,7 +65,7 @@ COMMIT_THREAD = "Thread-CommitBatchPublisher"  # google.cloud.pubsub_v1.publishe
 
 
 class PublisherFactory(Protocol):
-    def __call__(self, timeout_s: float, client: Any = None) -> PubSubPublisher: ...
+    def __call__(self, timeout_s: float) -> PubSubPublisher: ...
 
 
 @pytest.fixture
@@ -68,51 +78,19 @@ def pubsub() -> Iterator[FakePublisher]:
 def make_publisher(
     pubsub: FakePublisher, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[PublisherFactory]:
-    """Publishers against the fake. Without `client` they build their own, as in production."""
+    """Publishers against the fake that build their own client, as in production."""
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub.address)
     made: list[PubSubPublisher] = []
 
-    def make(timeout_s: float, client: Any = None) -> PubSubPublisher:
-        publisher = PubSubPublisher(PROJECT, timeout_s=timeout_s, client=client)
+    def make(timeout_s: float) -> PubSubPublisher:
+        publisher = PubSubPublisher(PROJECT, timeout_s=timeout_s)
         made.append(publisher)
         return publisher
 
     yield make
-    # A batch whose answer the server has sent may not have been read by the client yet:
-    # let every commit finish before closing the channel, or its retry loop would die on
-    # the closed channel in a background thread.
-    _join_commit_threads(timeout_s=GENEROUS_S)
-    clients = {id(c): c for p in made if (c := p._client.built) is not None}
-    for client in clients.values():  # publishers may share one
-        client.stop()
-        client.transport.close()
-
-
-def _join_commit_threads(timeout_s: float) -> None:
-    """Wait for the Pub/Sub client's batch commits (one thread each) to end."""
-    deadline = time.monotonic() + timeout_s
-    for thread in threading.enumerate():
-        if thread.name == COMMIT_THREAD:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    pending = [t for t in threading.enumerate() if t.name == COMMIT_THREAD]
-    assert not pending, "a publish was still in flight when the test ended"
-
-
-def fast_retry_client() -> pubsub_v1.PublisherClient:
-    """The production client settings, but retrying every 20-50 ms instead of backing off
-    towards a minute, so a test can let a retried message land without waiting long."""
-    return pubsub_v1.PublisherClient(
-        publisher_options=pubsub_v1.types.PublisherOptions(
-            enable_message_ordering=True,
-            retry=retries.Retry(
-                initial=0.02,
-                maximum=0.05,
-                multiplier=2.0,
-                predicate=retries.if_exception_type(gexc.ServiceUnavailable),
-            ),
-        ),
-        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0),
-    )
+    for publisher in made:
+        if (client := publisher._client.built) is not None:
+            client.transport.close()
 
 
 def test_publish_sends_topic_data_attributes_and_ordering_key(
@@ -120,7 +98,7 @@ def test_publish_sends_topic_data_attributes_and_ordering_key(
 ) -> None:
     publisher = make_publisher(GENEROUS_S)
     data = b'{"id":"evt_1"}\x00\xff\n'  # not valid UTF-8: bytes must arrive untouched
-    attributes = {"source": "stripe", "event_type": "invoice.paid", "hookyard_attempt": "1"}
+    attributes = {"source": "stripe", "event_type": "invoice.paid", **CLASHING}
 
     first = publisher.publish("ingest", data, attributes, ordering_key="cus_42")
     second = publisher.publish("ingest-dlq", b"plain", {"source": "standard"})
@@ -134,11 +112,35 @@ def test_publish_sends_topic_data_attributes_and_ordering_key(
     assert [len(r.messages) for r in pubsub.requests] == [1, 1]
     sent, unordered = pubsub.published()
     assert sent.data == data
-    assert dict(sent.attributes) == attributes
-    assert sent.ordering_key == "cus_42"
+    assert dict(sent.attributes) == attributes  # every name, `timeout` and `retry` included
+    assert sent.ordering_key == "cus_42"  # the argument, not the attribute of that name
     assert unordered.data == b"plain"
     assert dict(unordered.attributes) == {"source": "standard"}
     assert unordered.ordering_key == ""
+
+
+def test_publish_many_splits_at_pubsubs_request_limits_and_keeps_order(
+    pubsub: FakePublisher, make_publisher: PublisherFactory
+) -> None:
+    publisher = make_publisher(GENEROUS_S)
+    many = [
+        OutboundMessage(f"m{i}".encode(), {"n": str(i), "timeout": "1"}, "k" if i % 2 else "")
+        for i in range(MAX_REQUEST_MESSAGES * 2 + 1)
+    ]
+    big = [OutboundMessage(bytes([i]) * 4_000_000, {"n": str(i)}) for i in range(3)]
+
+    ids = publisher.publish_many("ingest", many)
+    big_ids = publisher.publish_many("replays", big)
+
+    assert ids == [f"msg-{i}" for i in range(1, len(many) + 1)]
+    assert big_ids == [f"msg-{len(many) + i}" for i in range(1, 4)]
+    # 1,000 messages or 10 MB per request: Pub/Sub refuses more.
+    assert [len(r.messages) for r in pubsub.requests] == [1000, 1000, 1, 2, 1]
+    received = pubsub.published()
+    assert [(m.data, dict(m.attributes), m.ordering_key) for m in received[: len(many)]] == [
+        (m.data, dict(m.attributes), m.ordering_key) for m in many
+    ]
+    assert [m.data for m in received[len(many) :]] == [m.data for m in big]
 
 
 @pytest.mark.parametrize(
@@ -174,16 +176,17 @@ def test_transient_unavailable_is_retried_within_the_deadline(
     publisher = make_publisher(GENEROUS_S)
     pubsub.script(Fail(grpc.StatusCode.UNAVAILABLE), Fail(grpc.StatusCode.UNAVAILABLE))
 
-    assert publisher.publish("ingest", b"x", {}) == "msg-1"
+    assert publisher.publish("ingest", b"x", {"retry": "3"}) == "msg-1"
     assert pubsub.calls == 3
-    assert len(pubsub.published()) == 1
+    [message] = pubsub.published()
+    assert dict(message.attributes) == {"retry": "3"}
 
 
 def test_persistent_unavailable_is_a_publish_error_after_the_timeout(
     pubsub: FakePublisher, make_publisher: PublisherFactory
 ) -> None:
-    timeout_s = 0.5
-    publisher = make_publisher(timeout_s, client=fast_retry_client())
+    timeout_s = 1.0
+    publisher = make_publisher(timeout_s)
     pubsub.script(*[Fail(grpc.StatusCode.UNAVAILABLE)] * 10_000)
 
     started = time.monotonic()
@@ -191,18 +194,15 @@ def test_persistent_unavailable_is_a_publish_error_after_the_timeout(
         publisher.publish("ingest", b"x", {})
     elapsed = time.monotonic() - started
 
-    assert isinstance(info.value.__cause__, TimeoutError)
-    assert elapsed >= timeout_s  # it kept waiting until the deadline, not less
+    assert isinstance(info.value.__cause__, gexc.ServiceUnavailable)
+    assert elapsed >= timeout_s * 0.5  # it kept retrying towards the deadline
+    assert pubsub.calls >= 2
     assert pubsub.published() == []
-    # Giving up does not cancel the message: the client keeps retrying it, and it lands once
-    # the service is back (at-least-once; consumers dedup).
-    wait_for(lambda: pubsub.calls >= 3)
-    pubsub.clear_script()
-    assert [m.data for m in pubsub.wait_published(1, timeout_s=GENEROUS_S)] == [b"x"]
 
 
+@pytest.mark.parametrize("ordering_key", ["", "cus_42"])
 def test_server_slower_than_the_timeout_is_a_publish_error(
-    pubsub: FakePublisher, make_publisher: PublisherFactory
+    pubsub: FakePublisher, make_publisher: PublisherFactory, ordering_key: str
 ) -> None:
     timeout_s = 0.5
     publisher = make_publisher(timeout_s)
@@ -210,47 +210,20 @@ def test_server_slower_than_the_timeout_is_a_publish_error(
 
     started = time.monotonic()
     with pytest.raises(PublishError) as info:
-        publisher.publish("ingest", b"x", {})
+        publisher.publish("ingest", b"slow", {}, ordering_key=ordering_key)
     elapsed = time.monotonic() - started
 
-    assert isinstance(info.value.__cause__, TimeoutError)
-    assert elapsed >= timeout_s
+    assert isinstance(info.value.__cause__, gexc.DeadlineExceeded)
+    assert elapsed >= timeout_s * 0.9  # the deadline runs from before the call is sent
     assert pubsub.published() == []  # held: the adapter gave up without the answer
     pubsub.release()
-    assert [m.data for m in pubsub.wait_published(1, timeout_s=GENEROUS_S)] == [b"x"]
+    # The key is not stuck behind the message that timed out.
+    patient = make_publisher(GENEROUS_S)
+    assert patient.publish("ingest", b"next", {}, ordering_key=ordering_key).startswith("msg-")
+    assert b"next" in [m.data for m in pubsub.wait_published(2, timeout_s=GENEROUS_S)]
 
 
-def test_slow_ordered_publish_is_a_publish_error_and_the_key_keeps_working(
-    pubsub: FakePublisher, make_publisher: PublisherFactory
-) -> None:
-    # The adapter times out while the batch is still in flight, so the ordering key was
-    # never paused: the timeout must still surface as PublishError, not as whatever the
-    # client says about resuming a key that is not paused. Two adapters share one client
-    # (the ordering key's state lives there): a hasty one that gives up, a patient one.
-    client = pubsub_v1.PublisherClient(
-        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
-        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0),
-    )
-    hasty = make_publisher(0.5, client=client)
-    patient = make_publisher(GENEROUS_S, client=client)
-    pubsub.script(Hold())
-
-    with pytest.raises(PublishError):
-        hasty.publish("ingest", b"slow", {}, ordering_key="cus_42")
-    # The slow message is still in flight; the next one on the key queues behind it, and
-    # goes once the first is answered.
-    answer = threading.Timer(0.2, pubsub.release)
-    answer.start()
-    try:
-        assert patient.publish("ingest", b"next", {}, ordering_key="cus_42") == "msg-2"
-    finally:
-        answer.join()
-
-    assert [m.data for m in pubsub.published()] == [b"slow", b"next"]
-    assert {m.ordering_key for m in pubsub.published()} == {"cus_42"}
-
-
-def test_ordering_key_is_resumed_after_a_failure(
+def test_ordering_key_keeps_working_after_a_failure(
     pubsub: FakePublisher, make_publisher: PublisherFactory
 ) -> None:
     publisher = make_publisher(GENEROUS_S)
@@ -258,12 +231,34 @@ def test_ordering_key_is_resumed_after_a_failure(
 
     with pytest.raises(PublishError):
         publisher.publish("ingest", b"first", {"n": "1"}, ordering_key="cus_42")
-    # Without resume_publish the client would refuse every later message on this key.
     assert publisher.publish("ingest", b"second", {"n": "2"}, ordering_key="cus_42") == "msg-1"
     assert publisher.publish("ingest", b"third", {"n": "3"}, ordering_key="cus_42") == "msg-2"
 
     assert pubsub.calls == 3
     assert [m.data for m in pubsub.published()] == [b"second", b"third"]
+
+
+def test_no_credentials_is_a_publish_error_and_the_publisher_recovers(
+    pubsub: FakePublisher, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Building the client looks up credentials: without any, that is a PublishError (a 503
+    at ingest), and the next publish tries again instead of keeping a broken client."""
+    without_google_credentials(monkeypatch, tmp_path / "home")
+    publisher = PubSubPublisher(PROJECT, timeout_s=GENEROUS_S)
+
+    with pytest.raises(PublishError, match="publish to ingest failed") as info:
+        publisher.publish("ingest", b"x", {"timeout": "5"})
+    assert isinstance(info.value.__cause__, DefaultCredentialsError)
+    assert pubsub.calls == 0
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub.address)  # now it can reach a server
+    try:
+        assert publisher.publish("ingest", b"x", {"timeout": "5"}) == "msg-1"
+    finally:
+        if (client := publisher._client.built) is not None:
+            client.transport.close()
+    [message] = pubsub.published()
+    assert dict(message.attributes) == {"timeout": "5"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,12 +321,12 @@ def test_secret_without_checksum_is_accepted(
     assert _store(sm_client).values("admin-token") == ("token-1", "token-2")
 
 
-def test_checksum_mismatch_is_a_config_error(
+def test_checksum_mismatch_is_an_unavailable_secret(
     secrets: FakeSecretManager, sm_client: SecretManagerServiceClient
 ) -> None:
     secrets.put(PROJECT, "admin-token", b"token-1\n", checksum=1234)
 
-    with pytest.raises(ConfigError, match="admin-token: payload checksum mismatch") as info:
+    with pytest.raises(SecretUnavailable, match="admin-token: payload checksum mismatch") as info:
         _store(sm_client).values("admin-token")
     assert "token-1" not in str(info.value)
     assert secrets.calls == 1
@@ -354,8 +349,9 @@ def test_permission_denied_is_not_mistaken_for_a_missing_secret(
     secrets.put(PROJECT, "admin-token", b"token-1")
     secrets.script(Fail(grpc.StatusCode.PERMISSION_DENIED))
 
-    with pytest.raises(gexc.PermissionDenied):
+    with pytest.raises(SecretUnavailable, match="admin-token: PermissionDenied") as info:
         _store(sm_client).values("admin-token")
+    assert isinstance(info.value.__cause__, gexc.PermissionDenied)
 
 
 def test_values_are_cached_for_the_ttl(
@@ -397,3 +393,41 @@ def test_cache_is_per_secret(
         f"projects/{PROJECT}/secrets/a/versions/latest",
         f"projects/{PROJECT}/secrets/b/versions/latest",
     ]
+
+
+def test_a_failed_read_is_not_cached(
+    secrets: FakeSecretManager, sm_client: SecretManagerServiceClient
+) -> None:
+    store = _store(sm_client, ttl_s=3600.0)
+    secrets.put(PROJECT, "admin-token", b"token-1")
+    secrets.script(Fail(grpc.StatusCode.INTERNAL))
+
+    with pytest.raises(SecretUnavailable):
+        store.values("admin-token")
+    assert store.values("admin-token") == ("token-1",)  # asked again, not "empty" or stale
+    assert secrets.calls == 2
+
+
+def test_unreachable_secret_manager_is_unavailable_within_the_deadline(
+    secrets: FakeSecretManager, sm_client: SecretManagerServiceClient
+) -> None:
+    secrets.put(PROJECT, "admin-token", b"token-1")
+    secrets.script(*[Fail(grpc.StatusCode.UNAVAILABLE)] * 10_000)
+    store = SecretManagerStore(PROJECT, ttl_s=60.0, client_factory=lambda: sm_client, timeout_s=1.0)
+
+    with pytest.raises(SecretUnavailable, match="admin-token"):
+        store.values("admin-token")
+    assert secrets.calls >= 2  # retried as Google retries it, then gave up
+
+
+def test_no_credentials_is_an_unavailable_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The store builds Google's client on first use; without credentials that is a failure
+    to read, never "no secret configured"."""
+    without_google_credentials(monkeypatch, tmp_path / "home")
+    store = SecretManagerStore(PROJECT, ttl_s=60.0)
+
+    with pytest.raises(SecretUnavailable, match="webhook-secret-stripe") as info:
+        store.values("webhook-secret-stripe")
+    assert isinstance(info.value.__cause__, DefaultCredentialsError)

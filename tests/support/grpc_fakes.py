@@ -27,6 +27,7 @@ from google.pubsub_v1 import types as pubsub_types
 PUBLISHER_SERVICE = "google.pubsub.v1.Publisher"
 SECRET_MANAGER_SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 CLOUD_TASKS_SERVICE = "google.cloud.tasks.v2.CloudTasks"
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,11 @@ class _ScriptedFake:
 def _serve(
     service: str, handlers: dict[str, grpc.RpcMethodHandler], fake: _ScriptedFake
 ) -> Iterator[None]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # Google's services take requests up to 10 MB (Pub/Sub) and more; gRPC's default is 4 MB.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+    )
     try:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
         port = server.add_insecure_port("127.0.0.1:0")

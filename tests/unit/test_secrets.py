@@ -2,7 +2,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.secrets import EnvSecretStore, env_var_for, split_values
+import pytest
+
+from common.config import Settings
+from common.errors import SecretUnavailable
+from common.secrets import (
+    EnvSecretStore,
+    SecretManagerStore,
+    env_var_for,
+    secret_store_for,
+    split_values,
+)
 
 
 def test_env_var_names() -> None:
@@ -25,3 +35,29 @@ def test_env_wins_over_files(tmp_path: Path) -> None:
     assert store.values("admin-token") == ("from-env",)
     assert store.values("other") == ("file-only",)
     assert store.values("missing") == ()
+
+
+def test_unreadable_file_is_unavailable_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "admin-token").write_bytes(b"\xff\xfe not utf-8")
+    store = EnvSecretStore({}, files_dir=tmp_path)
+    with pytest.raises(SecretUnavailable, match="admin-token") as info:
+        store.values("admin-token")
+    assert "not utf-8" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "chosen", "provider", "store"),
+    [
+        ("local", None, "env", EnvSecretStore),
+        ("gcp", None, "secret-manager", SecretManagerStore),
+        ("gcp", "env", "env", EnvSecretStore),
+        ("local", "secret-manager", "secret-manager", SecretManagerStore),
+    ],
+)
+def test_the_provider_is_a_setting(
+    monkeypatch: pytest.MonkeyPatch, env: str, chosen: str | None, provider: str, store: type
+) -> None:
+    monkeypatch.delenv("HOOKYARD_SECRETS", raising=False)
+    settings = Settings(env=env, secrets=chosen)  # type: ignore[arg-type]
+    assert settings.secrets_provider == provider
+    assert isinstance(secret_store_for(settings), store)  # built lazily: no client, no I/O
