@@ -242,11 +242,12 @@ def test_unreadable_database_password_is_503_at_admin(
         set_engine(None)
 
 
-def test_unreadable_signing_key_is_503_and_nothing_is_sent(
+def test_unreadable_signing_key_is_a_retry_and_nothing_is_sent(
     configure: Configure, engine: Engine, tmp_path: Path
 ) -> None:
     """The notification task cannot read `notify-signing-key`: the queue is asked to retry
-    (503), nothing unsigned leaves, and no attempt is counted against the row."""
+    (500: Cloud Tasks throttles a whole queue on 503), nothing unsigned leaves, and no
+    attempt is counted against the row."""
     set_engine(engine)
     with engine.begin() as conn:
         accounts.create(conn, "acct_k", "usd", "https://receiver.example/hook")
@@ -269,7 +270,8 @@ def test_unreadable_signing_key_is_503_and_nothing_is_sent(
             )  # fmt: skip
     finally:
         set_engine(None)
-    _assert_unavailable(response)
+    assert response.status_code == 500, response.text
+    assert response.json()["type"] == "https://hookyard.dev/problems/retry-later"
     with engine.connect() as conn:
         row = outbox.get(conn, outbox_id)
         tried = conn.execute(sa.text("SELECT count(*) FROM notification_attempts")).scalar_one()
