@@ -3,18 +3,14 @@ and in gcp mode: the same verifier, fed by the local issuer or by Google-style c
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from flask import Flask, request
 from sqlalchemy.engine import Engine
-from werkzeug.serving import make_server
 
 import main
 from common.config import get_settings
@@ -27,6 +23,7 @@ from hookyard.local_identity import LocalIdentity
 from hookyard.server import create_app
 from tests.support.oidc import fake_google
 from tests.support.stack import stripe_event
+from tests.support.wsgi import serving, target_app
 from workers import service
 
 PUSH_ACCOUNT = "push@proj.iam.gserviceaccount.com"
@@ -41,29 +38,11 @@ def _clear_caches() -> None:
         per_service.cache_clear()
 
 
-@contextmanager
-def _serving(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=60)
-        server.server_close()
-
-
 @pytest.fixture
 def worker(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Configure]]:
     """The worker's URL, and how to set its environment (read on its first request)."""
     set_engine(engine)
-    app = Flask("worker")
-    app.add_url_rule(
-        "/<path:path>", "worker",
-        lambda path: main.worker(request._get_current_object()),  # type: ignore[attr-defined]
-        methods=["GET", "POST"],
-    )  # fmt: skip
+    app = target_app("worker", main.worker)
 
     def configure(env: dict[str, str]) -> None:
         for name, value in env.items():
@@ -71,7 +50,7 @@ def worker(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
         _clear_caches()
 
     try:
-        with _serving(app) as url:
+        with serving(app) as url:
             yield url, configure
     finally:
         _clear_caches()
@@ -94,7 +73,7 @@ def test_worker_target_serves_push_tasks_and_health(
     """Local mode: tokens from the local issuer, whose certificates the worker fetches."""
     url, configure = worker
     mounts: dict[str, object] = {}
-    with _serving(create_app(mounts)) as stack_url:  # type: ignore[arg-type]
+    with serving(create_app(mounts)) as stack_url:  # type: ignore[arg-type]
         identity = LocalIdentity(tmp_path / "secrets", stack_url)
         mounts["emulator"] = identity.handle_certs
         configure({"HOOKYARD_EMULATOR_URL": stack_url})
