@@ -16,7 +16,11 @@ from schemathesis.specs.openapi.checks import ignored_auth
 from common.service_identity import Surface
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
-from tests.support.stack import ADMIN_TOKEN, TEST_SECRETS, running_stack, service_token
+from tests.support.stack import (
+    ADMIN_TOKEN,
+    module_stack,
+    service_token,
+)
 
 FUZZED_TAGS = ("webhooks", "admin", "health")
 EXAMPLES = 40
@@ -24,16 +28,8 @@ EXAMPLES = 40
 
 @pytest.fixture(scope="module")
 def live(pg_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    database = pg_server.create_database()
-    mp = pytest.MonkeyPatch()
-    for name, value in TEST_SECRETS.items():
-        mp.setenv(name, value)
-    try:
-        with running_stack(pg_server, database, tmp_path_factory.mktemp("openapi")) as stack:
-            yield stack
-    finally:
-        mp.undo()
-        pg_server.drop_database(database)
+    with module_stack(pg_server, tmp_path_factory.mktemp("openapi")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

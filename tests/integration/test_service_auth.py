@@ -43,6 +43,7 @@ from tests.support.receiver import Receiver, receiver
 from tests.support.stack import (
     TEST_SECRETS,
     admin,
+    module_stack,
     running_stack,
     service_headers,
     service_token,
@@ -55,16 +56,8 @@ FOREIGN = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
 
 @pytest.fixture(scope="module")
 def live(pg_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    database = pg_server.create_database()
-    mp = pytest.MonkeyPatch()
-    for name, value in TEST_SECRETS.items():
-        mp.setenv(name, value)
-    try:
-        with running_stack(pg_server, database, tmp_path_factory.mktemp("auth")) as stack:
-            yield stack
-    finally:
-        mp.undo()
-        pg_server.drop_database(database)
+    with module_stack(pg_server, tmp_path_factory.mktemp("auth")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

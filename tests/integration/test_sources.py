@@ -18,20 +18,21 @@ from hookyard.stack import LocalStack
 from tests.support.cli_runner import Runner
 from tests.support.postgres import TestServer
 from tests.support.samples import Sample, samples
-from tests.support.stack import ADMIN_TOKEN, SOURCE_SECRETS, admin, running_stack, wait_for
+from tests.support.stack import (
+    ADMIN_TOKEN,
+    SOURCE_SECRETS,
+    admin,
+    module_stack,
+    wait_for,
+)
 
 SAMPLES = {s.source: s for s in samples("x")}
 
 
 @pytest.fixture(scope="module")
 def stack(pg_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """One stack for the module; secrets come from the autouse env fixture per test."""
-    database = pg_server.create_database()
-    try:
-        with running_stack(pg_server, database, tmp_path_factory.mktemp("sources")) as running:
-            yield running
-    finally:
-        pg_server.drop_database(database)
+    with module_stack(pg_server, tmp_path_factory.mktemp("sources")) as running:
+        yield running
 
 
 def post(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from common.config import Settings
 from common.service_identity import Surface, audience_for
@@ -65,6 +66,22 @@ def running_stack(
         yield stack
     finally:
         stack.stop()
+
+
+@contextmanager
+def module_stack(pg_server: TestServer, tmp_path: Path) -> Iterator[LocalStack]:
+    """One stack for a whole test module, on its own database, with the test secrets set for
+    as long as it runs (the per-test autouse secrets fixture does not reach module scope)."""
+    database = pg_server.create_database()
+    patch = pytest.MonkeyPatch()
+    for name, value in TEST_SECRETS.items():
+        patch.setenv(name, value)
+    try:
+        with running_stack(pg_server, database, tmp_path) as stack:
+            yield stack
+    finally:
+        patch.undo()
+        pg_server.drop_database(database)
 
 
 def service_token(stack: LocalStack, surface: Surface) -> str:
