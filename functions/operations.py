@@ -41,6 +41,7 @@ log = get_logger(__name__)
 
 MAX_PAGE = 500
 MAX_ADMIN_BODY_BYTES = 1024 * 1024
+MIN_YEAR, MAX_YEAR = 2, 9998
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$"
 StatsProvider = Callable[[], dict[str, Any]]
 
@@ -53,9 +54,13 @@ def _storable(value: str) -> str:
 
 
 def _storable_time(value: datetime) -> datetime:
-    """An offset can carry year 1 or 9999 outside what an instant can be: 400, not 500."""
-    if (reason := datetime_problem(value)) is not None:
-        raise ValueError(f"must be a storable instant: it {reason}")
+    """An offset can carry year 1 or 9999 outside what an instant can be: 400, not 500.
+
+    The bound is on the year as written (the `Instant` schema in openapi.yaml says the same),
+    since no offset under a day moves a year from 2 to 9998 out of range.
+    """
+    if not MIN_YEAR <= value.year <= MAX_YEAR or datetime_problem(value) is not None:
+        raise ValueError(f"must fall in the years {MIN_YEAR:04d} to {MAX_YEAR}")
     return value
 
 
