@@ -5,6 +5,11 @@ they came from, marks them replayed and schedules the next batch one second afte
 started, so the rate holds without a long-running process: it works the same on Cloud Run,
 where nothing may run after the response. Cancelling flips the replay's state; the next
 batch sees it and stops, and the rows it never reached go back to `pending`.
+
+A broker or queue that is briefly unreachable does not shrink the replay: what was republished
+is committed, the rest stays `replaying`, and the task asks for a retry, which picks those rows
+up again. Only a row that can never be republished (its subscription left the topology) goes
+back to `pending` and counts as failed.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
 from common.db import dead_letters, replays
 from common.db.dead_letters import REPLAY_ID, REPLAY_OF, DeadLetter
-from common.errors import PermanentError, PublishError
+from common.errors import PermanentError, PublishError, TransientError
 from common.logging import get_logger
 from common.messaging.publisher import OutboundMessage, Publisher
 from common.messaging.tasks import TaskQueue, TaskRequest
@@ -28,6 +34,13 @@ from common.topology import Topology
 log = get_logger(__name__)
 
 MAX_BATCH = 1000
+
+
+@dataclass(slots=True)
+class _BatchOutcome:
+    published: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
 
 
 class ReplayRunner:
@@ -64,29 +77,33 @@ class ReplayRunner:
                 replays.finish(conn, replay_id, "done")
                 log.info("replay finished", replay_id=replay_id)
                 return
-            published, failed = self._republish(rows, replay_id)
-            if published:
-                dead_letters.mark_replayed(conn, published)
-            if failed:
-                dead_letters.release_ids(conn, failed)
-            replays.progress(conn, replay_id, len(published), len(failed))
-        log.info("replay batch", replay_id=replay_id, seq=seq, published=len(published),
-                 failed=len(failed))  # fmt: skip
+            outcome = self._republish(rows, replay_id)
+            if outcome.published:
+                dead_letters.mark_replayed(conn, outcome.published)
+            if outcome.failed:
+                dead_letters.release_ids(conn, outcome.failed)
+            replays.progress(conn, replay_id, len(outcome.published), len(outcome.failed))
+        log.info("replay batch", replay_id=replay_id, seq=seq, published=len(outcome.published),
+                 failed=len(outcome.failed), retry=len(outcome.retry))  # fmt: skip
+        if outcome.retry:
+            raise TransientError(
+                f"replay {replay_id} batch {seq}: {len(outcome.retry)} messages not republished"
+            )
         pause = timedelta(seconds=len(rows) / replay.max_per_second)
         self._tasks.enqueue(batch_task(replay_id, seq + 1, started + pause))
 
-    def _republish(self, rows: list[DeadLetter], replay_id: int) -> tuple[list[int], list[int]]:
+    def _republish(self, rows: list[DeadLetter], replay_id: int) -> _BatchOutcome:
         """Groups by destination so each topic gets one publish call per batch."""
         by_topic: dict[str, list[DeadLetter]] = defaultdict(list)
-        published: list[int] = []
-        failed: list[int] = []
+        outcome = _BatchOutcome()
         for row in rows:
             if row.subscription.startswith("tasks/"):
-                (published if self._requeue(row, replay_id) else failed).append(row.id)
+                done = self._requeue(row, replay_id)
+                (outcome.published if done else outcome.retry).append(row.id)
                 continue
             subscription = self._topology.subscription(row.subscription)
             if subscription is None:
-                failed.append(row.id)
+                outcome.failed.append(row.id)
                 continue
             by_topic[subscription.topic].append(row)
         for topic, group in by_topic.items():
@@ -98,11 +115,11 @@ class ReplayRunner:
             ]
             try:
                 self._publisher.publish_many(topic, [_strip_dead_letter_attrs(m) for m in messages])
-                published.extend(row.id for row in group)
+                outcome.published.extend(row.id for row in group)
             except PublishError as exc:
                 log.warning("replay publish failed", topic=topic, error=str(exc))
-                failed.extend(row.id for row in group)
-        return published, failed
+                outcome.retry.extend(row.id for row in group)
+        return outcome
 
     def _requeue(self, row: DeadLetter, replay_id: int) -> bool:
         queue = row.subscription.removeprefix("tasks/")
