@@ -2,7 +2,8 @@
 
 Start order matters: database, migrations, secrets, then the HTTP server (bound first so a
 port of 0 resolves before anything needs the address), then the broker's dispatcher. Stop
-runs in reverse and always reaches PostgreSQL, whatever failed before it.
+drains the dispatchers before the server, and always reaches PostgreSQL, whatever failed
+before it.
 """
 
 from __future__ import annotations
@@ -212,6 +213,13 @@ class LocalStack:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
+        # Dispatchers first: the pushes and tasks on the wire finish against a live server
+        # instead of failing to connect and waiting out their retries.
+        for component in (self.broker, self.tasks):
+            if component is not None:
+                with contextlib.suppress(Exception):
+                    component.stop()
+        self.broker = self.tasks = None
         if self.server is not None:
             self._forget_url()
             with contextlib.suppress(Exception):
@@ -220,11 +228,6 @@ class LocalStack:
                 self._thread.join(timeout=10)
             self.server.server_close()
             self.server = None
-        for component in (self.broker, self.tasks):
-            if component is not None:
-                with contextlib.suppress(Exception):
-                    component.stop()
-        self.broker = self.tasks = None
         if self.notifier is not None:
             self.notifier.close()
             self.notifier = None
