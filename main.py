@@ -1,53 +1,55 @@
 """functions-framework targets for deployment: `webhook`, `cron`, `admin`, `worker`.
 
 Each target receives every path and routes on `request.path`, exactly as the local stack
-does, so one deployment artefact serves whichever function `--target` names. A target
-imports its code on its first request, so a deployment loads only its own function (the
-webhook target never loads the database layer) and none of the CLI's terminal libraries.
+does, so one deployment artefact serves whichever function `--target` names. A target is
+built by `composition` on its first request and imports only its own code, so a deployment
+loads only its own function (the webhook target never loads the database layer) and none of
+the CLI's terminal libraries.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from functools import cache
+from typing import TYPE_CHECKING
 
 import functions_framework
 from flask import Request, Response
 
 from common.lean_imports import CLI_EXTRAS, without_modules
 
-HANDLERS = {
-    "webhook": "functions.webhooks",
-    "cron": "functions.cron",
-    "admin": "functions.admin",
-    "worker": "workers.service",
-}
+if TYPE_CHECKING:
+    from composition.targets import Target, TargetName
 
 
 @cache
-def _handler(target: str) -> Callable[[Request], Response]:
+def built(target: TargetName) -> Target:
+    """The process's target, built on its first request from settings by the composition
+    root the local stack uses too; `built.cache_clear()` rebuilds it (tests)."""
     with without_modules(*CLI_EXTRAS):
-        module = importlib.import_module(HANDLERS[target])
-    handle: Callable[[Request], Response] = module.handle
-    return handle
+        from common.config import get_settings
+        from common.topology import get_topology
+        from composition.adapters import from_settings
+        from composition.targets import Composition
+
+        settings = get_settings()
+        return Composition(settings, from_settings(settings), get_topology()).build(target)
 
 
 @functions_framework.http
 def webhook(request: Request) -> Response:
-    return _handler("webhook")(request)
+    return built("webhook").handle(request)
 
 
 @functions_framework.http
 def cron(request: Request) -> Response:
-    return _handler("cron")(request)
+    return built("cron").handle(request)
 
 
 @functions_framework.http
 def admin(request: Request) -> Response:
-    return _handler("admin")(request)
+    return built("admin").handle(request)
 
 
 @functions_framework.http
 def worker(request: Request) -> Response:
-    return _handler("worker")(request)
+    return built("worker").handle(request)

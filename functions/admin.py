@@ -9,7 +9,6 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from flask import Request, Response
@@ -18,7 +17,6 @@ from sqlalchemy.engine import Engine
 
 from common.db import accounts, ledger, outbox
 from common.db.accounts import Account
-from common.db.engine import get_engine
 from common.db.ledger import Entry
 from common.egress import DestinationRefused, DestinationUnresolved, EgressPolicy, resolve
 from common.errors import (
@@ -39,7 +37,7 @@ from common.http import (
     require_method,
 )
 from common.logging import bind_context, get_logger
-from common.secrets import SecretStore, get_secret_store, values_or_unavailable
+from common.secrets import SecretStore, values_or_unavailable
 from common.tracing import parse_trace
 from functions.operations import Caller, Operations, int_arg, paged, parse_json
 
@@ -237,22 +235,3 @@ def _route_key(parts: list[str]) -> str:
 def _check_account_id(account_id: str) -> None:
     if not re.fullmatch(ACCOUNT_ID, account_id):
         raise BadRequest("account id must be 1-128 characters of A-Z a-z 0-9 _ . -")
-
-
-@lru_cache(maxsize=1)
-def default_admin() -> Admin:
-    from common.config import get_settings
-    from common.messaging.publisher import get_task_queue
-
-    settings = get_settings()
-    return Admin(
-        get_engine,
-        get_secret_store(),
-        settings.gcp_project,
-        Operations(get_engine, get_task_queue),
-        EgressPolicy(allow_loopback=settings.notify_allow_loopback),
-    )
-
-
-def handle(request: Request) -> Response:
-    return default_admin().handle(request)

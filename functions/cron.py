@@ -11,11 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from flask import Request, Response
 
-from common.config import get_settings
 from common.errors import BadRequest, NotFound, Problem, PublishError, ServiceUnavailable
 from common.http import (
     json_response,
@@ -30,7 +28,7 @@ from common.logging import bind_context, get_logger
 from common.messaging.tasks import TaskQueue
 from common.oidc import CallerVerifier
 from common.storable import datetime_problem
-from common.topology import Topology, get_topology
+from common.topology import Topology
 from common.tracing import new_trace, parse_trace
 
 log = get_logger(__name__)
@@ -101,17 +99,3 @@ class CronIngest:
         }
         log.info("cron tick", status=body["status"], schedule_time=stamp(when))
         return json_response(body, status=202 if created else 200)
-
-
-@lru_cache(maxsize=1)
-def default_cron() -> CronIngest:
-    from common.messaging.publisher import get_task_queue
-    from common.service_identity import verifier_for
-
-    settings = get_settings()
-    verifier = verifier_for("cron", settings)
-    return CronIngest(get_topology(), get_task_queue, verifier, settings.gcp_project)
-
-
-def handle(request: Request) -> Response:
-    return default_cron().handle(request)

@@ -12,11 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from flask import Request, Response
 
-from common.config import get_settings
 from common.envelope import format_time
 from common.errors import (
     NotFound,
@@ -34,10 +32,10 @@ from common.http import (
     secure,
 )
 from common.logging import add_context, bind_context, get_logger
-from common.messaging.publisher import Publisher, get_publisher
-from common.secrets import SecretStore, get_secret_store, values_or_unavailable
+from common.messaging.publisher import Publisher
+from common.secrets import SecretStore, values_or_unavailable
 from common.signatures import HmacOptions, SignedRequest, Verifier, verifier_for
-from common.topology import Source, Topology, get_topology
+from common.topology import Source, Topology
 from common.tracing import new_trace, parse_trace
 from functions import webhook_body
 from functions.handshakes import HANDSHAKES
@@ -133,18 +131,3 @@ class WebhookIngest:
         return json_response(
             {"status": "accepted", "source": source.name, "event_id": event_id}, status=202
         )
-
-
-@lru_cache(maxsize=1)
-def default_ingest() -> WebhookIngest:
-    settings = get_settings()
-    return WebhookIngest(
-        topology=get_topology(),
-        secrets=get_secret_store(),
-        publisher=get_publisher(),
-        project=settings.gcp_project,
-    )
-
-
-def handle(request: Request) -> Response:
-    return default_ingest().handle(request)

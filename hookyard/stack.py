@@ -21,17 +21,12 @@ from sqlalchemy.engine import Engine, make_url
 from common.config import Settings
 from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
-from common.egress import EgressPolicy
 from common.errors import NotFound, Problem
-from common.health import Health, database_ready
 from common.http import Handler, problem_response, reject_cross_site, require_json_body
-from common.job_tasks import JOBS_QUEUE
 from common.logging import get_logger
 from common.messaging.local import LocalPublisher
 from common.messaging.tasks import LocalTaskQueue
 from common.oidc import CallerVerifier
-from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
-from common.replay_tasks import REPLAYS_QUEUE
 from common.secrets import EnvSecretStore
 from common.service_identity import (
     LOCAL_CERTS_PATH,
@@ -42,10 +37,8 @@ from common.service_identity import (
     verifier_for,
 )
 from common.topology import Topology, get_topology
-from functions.admin import Admin
-from functions.cron import CronIngest
-from functions.operations import Operations
-from functions.webhooks import WebhookIngest
+from composition.adapters import Adapters
+from composition.targets import TARGETS, Composition, Target, TargetName
 from hookyard.broker import Broker
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
@@ -57,11 +50,7 @@ from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.stack_url import record_path
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
-from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
-from workers.notifications import Notifier
-from workers.push import EnvelopeHook, Worker
-from workers.replay import ReplayRunner
-from workers.tasks import TaskWorker
+from workers.push import EnvelopeHook
 
 log = get_logger(__name__)
 
@@ -75,7 +64,7 @@ class LocalStack:
     engine: Engine | None = field(default=None, init=False)
     broker: Broker | None = field(default=None, init=False)
     tasks: TaskEmulator | None = field(default=None, init=False)
-    notifier: Notifier | None = field(default=None, init=False)
+    targets: dict[TargetName, Target] = field(default_factory=dict, init=False)
     scheduler: LocalScheduler | None = field(default=None, init=False)
     identity: LocalIdentity | None = field(default=None, init=False)
     server: HardenedWSGIServer | None = field(default=None, init=False)
@@ -150,42 +139,26 @@ class LocalStack:
             base, project, location, settings.publish_timeout_s,
             token=identity.provider("emulator"),
         )  # fmt: skip
-        ingest = WebhookIngest(self.topology, store, publisher, project)
-        relay = OutboxRelay(engine, task_queue)
-        egress = EgressPolicy(allow_loopback=settings.notify_allow_loopback)
-        self.notifier = Notifier(engine, store, timeout_s=settings.notify_timeout_s, egress=egress)
-        worker = Worker(
-            engine, project, before_handle=self.worker_hook, relay=relay,
-            verifier=verifier("pubsub"),
-        )  # fmt: skip
-        task_worker = TaskWorker(
-            engine,
-            self.topology,
-            {
-                NOTIFICATIONS_QUEUE: self.notifier,
-                REPLAYS_QUEUE: ReplayRunner(engine, self.topology, publisher, task_queue),
-                JOBS_QUEUE: JobRunner(engine, self.topology, task_queue, relay),
-                STATEMENTS_QUEUE: StatementWriter(engine),
-            },
-            project,
-            verifier=verifier("tasks"),
+        adapters = Adapters(
+            engine=lambda: engine,
+            secrets=lambda: store,
+            publisher=lambda: publisher,
+            tasks=lambda: task_queue,
+            certificates=lambda: certs,
+            backlog=lambda: emulator_backlog(engine),
+            stack_url=base,
         )
-        operations = Operations(
-            lambda: engine, lambda: task_queue, lambda: emulator_backlog(engine)
-        )
+        composition = Composition(settings, adapters, self.topology, self.worker_hook)
+        self.targets = {name: composition.build(name) for name in TARGETS}
+        worker = self.targets["worker"].handle
         mounts.update(
             {
-                "webhooks": ingest.handle,
-                "admin": Admin(lambda: engine, store, project, operations, egress).handle,
-                "pubsub": worker.handle,
-                "tasks": task_worker.handle,
-                "cron": CronIngest(
-                    self.topology,
-                    lambda: task_queue,
-                    verifier("cron"),
-                    project,
-                ).handle,
-                "health": Health(database_ready(lambda: engine)).handle,
+                "webhooks": self.targets["webhook"].handle,
+                "cron": self.targets["cron"].handle,
+                "admin": self.targets["admin"].handle,
+                "pubsub": worker,
+                "tasks": worker,
+                "health": worker,
                 "emulator": emulator_handler(
                     self.broker, self.tasks, identity, verifier("emulator")
                 ),
@@ -228,9 +201,10 @@ class LocalStack:
                 self._thread.join(timeout=10)
             self.server.server_close()
             self.server = None
-        if self.notifier is not None:
-            self.notifier.close()
-            self.notifier = None
+        for target in self.targets.values():
+            with contextlib.suppress(Exception):
+                target.close()
+        self.targets = {}
         if self.engine is not None:
             self.engine.dispose()
             set_engine(None)

@@ -13,29 +13,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import main
-from common.config import get_settings
 from common.db import accounts
 from common.db.engine import set_engine
 from common.envelope import build_envelope
-from common.messaging.publisher import get_publisher, get_task_queue
-from common.secrets import get_secret_store
 from hookyard.local_identity import LocalIdentity
 from hookyard.server import create_app
 from tests.support.oidc import fake_google
 from tests.support.stack import stripe_event
-from tests.support.wsgi import serving, target_app
-from workers import service
+from tests.support.wsgi import rebuild_targets, serving, target_app
 
 PUSH_ACCOUNT = "push@proj.iam.gserviceaccount.com"
 TASKS_ACCOUNT = "tasks@proj.iam.gserviceaccount.com"
 Configure = Callable[[dict[str, str]], None]
-
-
-def _clear_caches() -> None:
-    for cached in (get_settings, get_publisher, get_task_queue, get_secret_store):
-        cached.cache_clear()
-    for per_service in (service._certificates, service._worker, service._tasks, service._health):
-        per_service.cache_clear()
 
 
 @pytest.fixture
@@ -47,13 +36,13 @@ def worker(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
     def configure(env: dict[str, str]) -> None:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        _clear_caches()
+        rebuild_targets()
 
     try:
         with serving(app) as url:
             yield url, configure
     finally:
-        _clear_caches()
+        rebuild_targets()
         set_engine(None)
 
 

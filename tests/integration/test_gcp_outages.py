@@ -22,25 +22,22 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from sqlalchemy.engine import Engine
 
 import main
-from common.config import get_settings
 from common.db import accounts, outbox
 from common.db.engine import get_engine, set_engine
 from common.envelope import build_envelope
 from common.errors import SecretUnavailable
 from common.job_tasks import job_task
 from common.messaging.cloud_tasks import CloudTasksQueue
-from common.messaging.publisher import get_publisher, get_task_queue
+from common.messaging.publisher import get_publisher
 from common.outbox_relay import OutboxRelay
-from common.secrets import EnvSecretStore, env_var_for, get_secret_store
+from common.secrets import EnvSecretStore, env_var_for
 from common.topology import get_topology
-from functions import admin, webhooks
 from functions.admin import Admin
 from tests.support.google_credentials import without_google_credentials
 from tests.support.grpc_fakes import fake_cloud_tasks, fake_publisher
 from tests.support.oidc import fake_google
 from tests.support.stack import ADMIN_TOKEN, signed_stripe, stripe_event
-from tests.support.wsgi import serving, target_app
-from workers import service
+from tests.support.wsgi import rebuild_targets, serving, target_app
 from workers.jobs import JobRunner
 
 pytestmark = pytest.mark.timeout(300)
@@ -48,15 +45,6 @@ pytestmark = pytest.mark.timeout(300)
 PUSH_ACCOUNT = "push@proj.iam.gserviceaccount.com"
 TASKS_ACCOUNT = "tasks@proj.iam.gserviceaccount.com"
 Configure = Callable[[dict[str, str]], None]
-
-
-def _clear_caches() -> None:
-    for cached in (get_settings, get_publisher, get_task_queue, get_secret_store):
-        cached.cache_clear()
-    webhooks.default_ingest.cache_clear()
-    admin.default_admin.cache_clear()
-    for per_service in (service._certificates, service._worker, service._tasks, service._health):
-        per_service.cache_clear()
 
 
 @pytest.fixture
@@ -68,12 +56,12 @@ def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Confi
     def apply(env: dict[str, str]) -> None:
         for name, value in {"HOOKYARD_ENV": "gcp", **env}.items():
             monkeypatch.setenv(name, value)
-        _clear_caches()
+        rebuild_targets()
 
     try:
         yield apply
     finally:
-        _clear_caches()
+        rebuild_targets()
 
 
 def _assert_unavailable(response: httpx.Response) -> None:

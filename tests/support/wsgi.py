@@ -34,3 +34,15 @@ def target_app(name: str, target: Callable[[Request], Response]) -> Flask:
 
     app.add_url_rule("/<path:path>", name, handle, methods=["GET", "POST", "PUT"])
     return app
+
+
+def rebuild_targets() -> None:
+    """Forget the settings, adapters and targets a process built, so `main`'s targets are
+    built again from the environment on their next request."""
+    import main
+    from common.config import get_settings
+    from common.messaging.publisher import get_publisher, get_task_queue
+    from common.secrets import get_secret_store
+
+    for cached in (get_settings, get_publisher, get_task_queue, get_secret_store, main.built):
+        cached.cache_clear()
