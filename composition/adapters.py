@@ -39,10 +39,28 @@ class Adapters:
 
 
 def from_settings(settings: Settings) -> Adapters:
-    """The process-wide adapters a deployed target uses, each built once on first use."""
-    from common.db.engine import get_engine
-    from common.messaging.publisher import get_publisher, get_task_queue
-    from common.secrets import get_secret_store
+    """The process-wide adapters a deployed target uses, each built once on first use; no
+    adapter's module is imported before a request needs it."""
+
+    def engine() -> Engine:
+        from common.db.engine import get_engine
+
+        return get_engine()
+
+    def secrets() -> SecretStore:
+        from common.secrets import get_secret_store
+
+        return get_secret_store()
+
+    def publisher() -> Publisher:
+        from common.messaging.publisher import get_publisher
+
+        return get_publisher()
+
+    def tasks() -> TaskQueue:
+        from common.messaging.publisher import get_task_queue
+
+        return get_task_queue()
 
     @cache
     def certificates() -> CertificateCache:
@@ -50,10 +68,4 @@ def from_settings(settings: Settings) -> Adapters:
 
         return certificates_for(settings)
 
-    return Adapters(
-        engine=get_engine,
-        secrets=get_secret_store,
-        publisher=get_publisher,
-        tasks=get_task_queue,
-        certificates=certificates,
-    )
+    return Adapters(engine, secrets, publisher, tasks, certificates)
