@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         description="the OIDC audience of Cloud Scheduler's tokens; defaults to the worker URL",
     )
     scheduler_enabled: bool = Field(default=True, description="hookyard dev's local scheduler")
+    dev_processes: bool = Field(
+        default=False,
+        description="local stack: run the four targets as separate gunicorn processes behind "
+        "the front door, as deployed (hookyard dev does unless --single-process)",
+    )
     schedule_overrides: dict[str, str] = Field(
         default_factory=dict,
         description='local only: {"job": "cron"}; a sixth field adds seconds (tests, demos)',

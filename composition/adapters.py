@@ -68,4 +68,10 @@ def from_settings(settings: Settings) -> Adapters:
 
         return certificates_for(settings)
 
-    return Adapters(engine, secrets, publisher, tasks, certificates)
+    def local_backlog() -> dict[str, Any]:
+        from hookyard.emulator_stats import emulator_backlog
+
+        return emulator_backlog(engine())
+
+    backlog = local_backlog if settings.env == "local" else None
+    return Adapters(engine, secrets, publisher, tasks, certificates, backlog)

@@ -63,8 +63,16 @@ def dev(
     scheduler: Annotated[
         bool, typer.Option("--scheduler/--no-scheduler", help="Run the local Cloud Scheduler.")
     ] = True,
+    single_process: Annotated[
+        bool,
+        typer.Option(
+            "--single-process",
+            help="Serve the four targets inside this process instead of one gunicorn each.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the local stack: embedded PostgreSQL, the local broker and every endpoint."""
+    """Run the local stack: embedded PostgreSQL, the emulators, and the four targets as
+    their own processes behind one front door."""
     from common.errors import AlreadyRunning
     from common.logging import configure_logging
     from hookyard.stack import LocalStack
@@ -76,6 +84,7 @@ def dev(
         overrides["host"] = host
     if not scheduler:
         overrides["scheduler_enabled"] = False
+    overrides["dev_processes"] = not single_process
     settings = Settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     stop = threading.Event()

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from flask import Request, Response
 from sqlalchemy.engine import Engine, make_url
@@ -43,16 +44,28 @@ from hookyard.broker import Broker
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.emulator_stats import emulator_backlog
+from hookyard.front_door import forward_to, upstream_client
 from hookyard.local_identity import LocalIdentity
 from hookyard.local_postgres import LocalPostgres
 from hookyard.scheduler import LocalScheduler
 from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.stack_url import record_path
+from hookyard.supervisor import Supervisor, TargetProcess, free_port, target_environment
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
 from workers.push import EnvelopeHook
 
 log = get_logger(__name__)
+
+# The front door's first path segment -> the target that serves it, as deployed.
+ROUTES: dict[str, TargetName] = {
+    "webhooks": "webhook",
+    "cron": "cron",
+    "admin": "admin",
+    "pubsub": "worker",
+    "tasks": "worker",
+    "health": "worker",
+}
 
 
 @dataclass
@@ -70,6 +83,8 @@ class LocalStack:
     server: HardenedWSGIServer | None = field(default=None, init=False)
     generated_secrets: list[str] = field(default_factory=list, init=False)
     mounts: dict[str, Any] = field(default_factory=dict, init=False)
+    supervisor: Supervisor | None = field(default=None, init=False)
+    _upstream: httpx.Client | None = field(default=None, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
 
     @property
@@ -88,7 +103,7 @@ class LocalStack:
             self.stop()
             raise
 
-    def _start(self) -> None:
+    def _start_database(self) -> tuple[Engine, str]:
         url = self.settings.database_url
         if url is None:
             postgres = LocalPostgres(self.settings.data_dir / "postgres")
@@ -96,9 +111,13 @@ class LocalStack:
             self.postgres = postgres
             _create_database(self.postgres.url(), self.settings.db_name)
             url = self.postgres.url(self.settings.db_name)
-        self.engine = create_db_engine(self.settings, url)
-        set_engine(self.engine)
-        migrate.upgrade(self.engine)
+        engine = self.engine = create_db_engine(self.settings, url)
+        set_engine(engine)
+        migrate.upgrade(engine)
+        return engine, url
+
+    def _start(self) -> None:
+        engine, url = self._start_database()
         self.generated_secrets = ensure_dev_secrets(self.secrets_dir, self.topology)
         store = EnvSecretStore(files_dir=self.secrets_dir)
 
@@ -114,7 +133,6 @@ class LocalStack:
         base = self.url
         settings = self.settings
         project, location = settings.gcp_project, settings.gcp_region
-        engine = self.engine
         # Every service-to-service call carries a token this stack signed, and is verified
         # against the certificate it publishes, as Google's callers and certificates in GCP.
         identity = self.identity = LocalIdentity(self.secrets_dir, base)
@@ -123,12 +141,19 @@ class LocalStack:
         def verifier(surface: Surface) -> CallerVerifier:
             return verifier_for(surface, settings, base, certs)
 
+        if settings.dev_processes:
+            # Spawned now so their imports overlap the rest of the start; they reach nothing
+            # of the stack's before their first request.
+            env = target_environment(settings, database_url=url, stack_url=base)
+            self.supervisor = Supervisor([TargetProcess(t, free_port(), env) for t in TARGETS])
+            self.supervisor.spawn()
+        worker_url = self.supervisor.by_name("worker").url if self.supervisor else base
         self.broker = Broker(
-            engine, self.topology, base, project=project, token=identity.provider("pubsub")
+            engine, self.topology, worker_url, project=project, token=identity.provider("pubsub")
         )
         self.broker.install()
         self.tasks = TaskEmulator(
-            engine, self.topology, base, project=project, location=location,
+            engine, self.topology, worker_url, project=project, location=location,
             token=identity.provider("tasks"),
         )  # fmt: skip
         self.tasks.install()
@@ -139,26 +164,27 @@ class LocalStack:
             base, project, location, settings.publish_timeout_s,
             token=identity.provider("emulator"),
         )  # fmt: skip
-        adapters = Adapters(
-            engine=lambda: engine,
-            secrets=lambda: store,
-            publisher=lambda: publisher,
-            tasks=lambda: task_queue,
-            certificates=lambda: certs,
-            backlog=lambda: emulator_backlog(engine),
-            stack_url=base,
-        )
-        composition = Composition(settings, adapters, self.topology, self.worker_hook)
-        self.targets = {name: composition.build(name) for name in TARGETS}
-        worker = self.targets["worker"].handle
+        if self.supervisor is not None:
+            self._upstream = upstream_client(settings.http_max_connections)
+            mounts.update(
+                {
+                    prefix: forward_to(name, self.supervisor.by_name(name).url, self._upstream)
+                    for prefix, name in ROUTES.items()
+                }
+            )
+        else:
+            adapters = Adapters(
+                engine=lambda: engine,
+                secrets=lambda: store,
+                publisher=lambda: publisher,
+                tasks=lambda: task_queue,
+                certificates=lambda: certs,
+                backlog=lambda: emulator_backlog(engine),
+                stack_url=base,
+            )
+            self._build_targets(adapters)
         mounts.update(
             {
-                "webhooks": self.targets["webhook"].handle,
-                "cron": self.targets["cron"].handle,
-                "admin": self.targets["admin"].handle,
-                "pubsub": worker,
-                "tasks": worker,
-                "health": worker,
                 "emulator": emulator_handler(
                     self.broker, self.tasks, identity, verifier("emulator")
                 ),
@@ -169,6 +195,8 @@ class LocalStack:
             target=self.server.serve_forever, name="http", kwargs={"poll_interval": 0.2}
         )
         self._thread.start()
+        if self.supervisor is not None:
+            self.supervisor.wait_ready()
         self.broker.start()
         self.tasks.start()
         if settings.scheduler_enabled:
@@ -179,6 +207,12 @@ class LocalStack:
             self.scheduler.start()
         record_path(self.settings.data_dir).write_text(base + "\n", encoding="utf-8")
         log.info("hookyard listening", url=base, database=_safe_url(url))
+
+    def _build_targets(self, adapters: Adapters) -> None:
+        """The single-process stack: every target in this process, on the front door."""
+        composition = Composition(self.settings, adapters, self.topology, self.worker_hook)
+        self.targets = {name: composition.build(name) for name in TARGETS}
+        self.mounts.update({prefix: self.targets[name].handle for prefix, name in ROUTES.items()})
 
     def stop(self) -> None:
         if self.postgres is None and self.engine is None and self.server is None:
@@ -205,6 +239,12 @@ class LocalStack:
             with contextlib.suppress(Exception):
                 target.close()
         self.targets = {}
+        if self._upstream is not None:
+            self._upstream.close()  # idle keep-alive connections would hold gunicorn's drain
+            self._upstream = None
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
         if self.engine is not None:
             self.engine.dispose()
             set_engine(None)

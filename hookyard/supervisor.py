@@ -1,0 +1,181 @@
+"""Runs the four targets as their own server processes, the way Cloud Run runs them:
+`functions-framework --target T --source main.py` (gunicorn, functions-framework's own
+settings), each in its own process group so stopping one stops its gunicorn workers too.
+
+A target that dies while the stack runs is reported and restarted with backoff, as Cloud Run
+would start a new instance; the stack keeps serving the others meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from common.config import Settings
+from common.errors import ConfigError
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+MAIN_PY = Path(__file__).resolve().parents[1] / "main.py"
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def functions_framework_command(target: str, host: str, port: int) -> list[str]:
+    """The console script beside this interpreter, as a deployment's entry point runs it."""
+    script = Path(sys.executable).with_name("functions-framework")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "functions_framework"]
+    return [
+        *launcher,
+        "--target", target,
+        "--source", str(MAIN_PY),
+        "--host", host,
+        "--port", str(port),
+    ]  # fmt: skip
+
+
+def target_environment(settings: Settings, *, database_url: str, stack_url: str) -> dict[str, str]:
+    """A target process's environment: this one's, with every setting the stack runs on
+    written out (they may have come from arguments, not the environment), pointed at the
+    stack's database and at the stack itself for tokens, certificates and the emulators."""
+    env = dict(os.environ)
+    values = settings.model_dump(mode="json", exclude_none=True)
+    values.update(
+        env="local",
+        database_url=database_url,
+        emulator_url=stack_url,
+        data_dir=str(settings.data_dir.resolve()),
+        dev_processes=False,
+    )
+    for name, value in values.items():
+        env[f"HOOKYARD_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
+
+
+@dataclass
+class TargetProcess:
+    name: str
+    port: int
+    env: Mapping[str, str]
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    restarts: int = field(default=0, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def spawn(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            functions_framework_command(self.name, self.host, self.port),
+            env=dict(self.env),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM to the whole group (gunicorn drains), SIGKILL after the grace period."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait(grace_s)
+        # Gunicorn's workers share the group; none may outlive their arbiter.
+        _signal_group(process.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+@dataclass
+class Supervisor:
+    """Starts every target, waits until each answers HTTP, and restarts one that dies."""
+
+    targets: list[TargetProcess]
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
+    _watcher: threading.Thread | None = field(default=None, init=False)
+
+    def spawn(self) -> None:
+        for target in self.targets:
+            target.spawn()
+
+    def wait_ready(self) -> None:
+        """Every target answers HTTP, or `ConfigError` naming the one that did not."""
+        for target in self.targets:
+            self._wait_ready(target)
+        self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=STOP_GRACE_S)
+            self._watcher = None
+        for target in self.targets:
+            target.stop()
+
+    def by_name(self, name: str) -> TargetProcess:
+        return next(t for t in self.targets if t.name == name)
+
+    def _wait_ready(self, target: TargetProcess) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if not target.alive():
+                    code = target.process.returncode if target.process else None
+                    raise ConfigError(f"the {target.name} target exited at start (code {code})")
+                try:
+                    client.get(target.url + "/health/live")
+                except httpx.HTTPError:
+                    if self._stopping.wait(0.05):
+                        return
+                    continue
+                log.info("target ready", target=target.name, url=target.url)
+                return
+        raise ConfigError(f"the {target.name} target did not answer within {READY_TIMEOUT_S}s")
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for target in self.targets:
+                if self._stopping.is_set() or target.alive():
+                    continue
+                code = target.process.returncode if target.process else None
+                target.restarts += 1
+                log.error(
+                    "target exited; restarting",
+                    target=target.name,
+                    code=code,
+                    restarts=target.restarts,
+                )
+                if self._stopping.wait(min(2.0 ** min(target.restarts, 5) / 10, 3.0)):
+                    return
+                target.spawn()

@@ -1,0 +1,124 @@
+"""The production shape, locally: `hookyard dev` runs the webhook, cron, admin and worker
+targets as their own gunicorn processes behind one front door, and the emulators push to
+the worker process as Pub/Sub and Cloud Tasks push to its Cloud Run URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from hookyard.stack import LocalStack
+from tests.support.postgres import TestServer
+from tests.support.stack import admin, running_stack, signed_stripe, stripe_event, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def stack(pg_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    from tests.support.stack import TEST_SECRETS
+
+    database = pg_server.create_database()
+    patch = pytest.MonkeyPatch()
+    for name, value in TEST_SECRETS.items():
+        patch.setenv(name, value)
+    tmp: Path = tmp_path_factory.mktemp("processes")
+    try:
+        with running_stack(pg_server, database, tmp, dev_processes=True) as running:
+            yield running
+    finally:
+        patch.undo()
+        pg_server.drop_database(database)
+
+
+def _pids(stack: LocalStack) -> dict[str, int]:
+    assert stack.supervisor is not None
+    pids = {}
+    for target in stack.supervisor.targets:
+        assert target.process is not None
+        pids[target.name] = target.process.pid
+    return pids
+
+
+def test_each_target_is_its_own_process_group(stack: LocalStack) -> None:
+    pids = _pids(stack)
+    assert set(pids) == {"webhook", "cron", "admin", "worker"}
+    assert len(set(pids.values())) == 4
+    for pid in pids.values():
+        assert pid != os.getpid()
+        assert os.getpgid(pid) == pid  # a group of its own, gunicorn workers included
+        assert psutil.Process(pid).children(), "gunicorn serves from a worker process"
+
+
+def test_a_payment_goes_through_every_process(stack: LocalStack) -> None:
+    with admin(httpx.Client(base_url=stack.url, timeout=60)) as client:
+        assert client.put("/admin/accounts/acct_p", json={"currency": "usd"}).status_code == 201
+        body = stripe_event("evt_proc_1", "payment_intent.succeeded", "acct_p", amount_received=700)
+        sent = client.post("/webhooks/stripe", content=body, headers=signed_stripe(body))
+        assert sent.status_code == 202, sent.text
+        wait_for(lambda: client.get("/admin/accounts/acct_p").json()["available"] == 700)
+        again = client.post("/webhooks/stripe", content=body, headers=signed_stripe(body))
+        assert again.status_code == 202
+        event = wait_for(
+            lambda: client.get("/admin/events/stripe/evt_proc_1").json().get("outcome") == "applied"
+        )
+        assert event
+        assert client.get("/admin/accounts/acct_p").json()["available"] == 700
+
+
+def test_the_front_door_refuses_a_forged_push_and_passes_problems_through(
+    stack: LocalStack,
+) -> None:
+    envelope = {"message": {"data": "e30=", "messageId": "1", "attributes": {}},
+                "subscription": "projects/local-project/subscriptions/ledger"}  # fmt: skip
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        forged = client.post("/pubsub/ledger", json=envelope)
+        assert forged.status_code == 401
+        assert forged.headers["Content-Type"].startswith("application/problem+json")
+        huge = client.post(
+            "/webhooks/stripe",
+            content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert huge.status_code == 413
+        assert client.get("/health/ready").json() == {"status": "ready"}
+        assert client.get("/nowhere").status_code == 404
+
+
+def test_a_target_that_dies_is_a_503_then_comes_back(stack: LocalStack) -> None:
+    assert stack.supervisor is not None
+    webhook = stack.supervisor.by_name("webhook")
+    assert webhook.process is not None
+    old = webhook.process.pid
+    os.killpg(old, signal.SIGKILL)
+    body = stripe_event("evt_proc_2", "customer.created", "acct_p")
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+
+        def answered() -> httpx.Response | None:
+            response = client.post("/webhooks/stripe", content=body, headers=signed_stripe(body))
+            assert response.status_code in {202, 503}, response.text
+            if response.status_code == 503:
+                assert response.headers["Retry-After"] == "1"
+                return None
+            return response
+
+        assert wait_for(answered, timeout=120, interval=0.2).status_code == 202
+    assert webhook.process is not None
+    assert webhook.process.pid != old
+    assert webhook.restarts >= 1
+
+
+def test_stopping_the_stack_leaves_no_target_running(
+    pg_server: TestServer, database: str, tmp_path: Path
+) -> None:
+    with running_stack(pg_server, database, tmp_path, dev_processes=True) as running:
+        pids = list(_pids(running).values())
+        family = [p.pid for pid in pids for p in psutil.Process(pid).children(recursive=True)]
+    for pid in pids + family:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
