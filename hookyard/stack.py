@@ -50,7 +50,7 @@ from hookyard.local_postgres import LocalPostgres
 from hookyard.scheduler import LocalScheduler
 from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.stack_url import record_path
-from hookyard.supervisor import Supervisor, TargetProcess, free_port, target_environment
+from hookyard.supervisor import Supervisor, TargetProcess, target_environment
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
 from workers.push import EnvelopeHook
@@ -145,7 +145,7 @@ class LocalStack:
             # Spawned now so their imports overlap the rest of the start; they reach nothing
             # of the stack's before their first request.
             env = target_environment(settings, database_url=url, stack_url=base)
-            self.supervisor = Supervisor([TargetProcess(t, free_port(), env) for t in TARGETS])
+            self.supervisor = Supervisor([TargetProcess(t, env) for t in TARGETS])
             self.supervisor.spawn()
         worker_url = self.supervisor.by_name("worker").url if self.supervisor else base
         self.broker = Broker(

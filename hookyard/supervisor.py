@@ -1,6 +1,7 @@
 """Runs the four targets as their own server processes, the way Cloud Run runs them:
-`functions-framework --target T --source main.py` (gunicorn, functions-framework's own
-settings), each in its own process group so stopping one stops its gunicorn workers too.
+functions-framework's gunicorn application with its own settings (`hookyard.target_process`),
+each in its own process group so stopping one stops its gunicorn workers too. The supervisor
+binds each target's socket and hands it down, so a port is never raced for.
 
 A target that dies while the stack runs is reported and restarted with backoff, as Cloud Run
 would start a new instance; the stack keeps serving the others meanwhile.
@@ -34,26 +35,6 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def functions_framework_command(target: str, host: str, port: int) -> list[str]:
-    """The console script beside this interpreter, as a deployment's entry point runs it."""
-    script = Path(sys.executable).with_name("functions-framework")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "functions_framework"]
-    return [
-        *launcher,
-        "--target", target,
-        "--source", str(MAIN_PY),
-        "--host", host,
-        "--port", str(port),
-    ]  # fmt: skip
-
-
 def target_environment(settings: Settings, *, database_url: str, stack_url: str) -> dict[str, str]:
     """A target process's environment: this one's, with every setting the stack runs on
     written out (they may have come from arguments, not the environment), pointed at the
@@ -75,21 +56,33 @@ def target_environment(settings: Settings, *, database_url: str, stack_url: str)
 @dataclass
 class TargetProcess:
     name: str
-    port: int
     env: Mapping[str, str]
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     restarts: int = field(default=0, init=False)
+    _socket: socket.socket | None = field(default=None, init=False)
+
+    @property
+    def port(self) -> int:
+        if self._socket is None:
+            self._socket = socket.create_server((self.host, 0), backlog=1024)
+            self._socket.set_inheritable(True)
+        port: int = self._socket.getsockname()[1]
+        return port
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def spawn(self) -> None:
+        self.port  # noqa: B018 - binds the socket on first use
+        assert self._socket is not None
+        fd = self._socket.fileno()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            functions_framework_command(self.name, self.host, self.port),
+            [sys.executable, "-m", "hookyard.target_process", self.name, str(fd)],
             env=dict(self.env),
             stdin=subprocess.DEVNULL,
+            pass_fds=(fd,),
             start_new_session=True,
         )
 
@@ -99,16 +92,22 @@ class TargetProcess:
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM to the whole group (gunicorn drains), SIGKILL after the grace period."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        _signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(grace_s)
-        except subprocess.TimeoutExpired:
+        if process is not None and process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait(grace_s)
+        if process is not None:
+            # Gunicorn's workers share the group; none may outlive their arbiter.
             _signal_group(process.pid, signal.SIGKILL)
-            process.wait(grace_s)
-        # Gunicorn's workers share the group; none may outlive their arbiter.
-        _signal_group(process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop()
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -141,7 +140,7 @@ class Supervisor:
             self._watcher.join(timeout=STOP_GRACE_S)
             self._watcher = None
         for target in self.targets:
-            target.stop()
+            target.close()
 
     def by_name(self, name: str) -> TargetProcess:
         return next(t for t in self.targets if t.name == name)
