@@ -245,11 +245,17 @@ def default_admin() -> Admin:
     from common.messaging.publisher import get_task_queue
 
     settings = get_settings()
+    stats = None
+    if settings.env == "gcp":
+        from common.monitoring_stats import monitoring_backlog
+        from common.topology import get_topology
+
+        stats = monitoring_backlog(settings.gcp_project, settings.gcp_region, get_topology())
     return Admin(
         get_engine,
         get_secret_store(),
         settings.gcp_project,
-        Operations(get_engine, get_task_queue),
+        Operations(get_engine, get_task_queue, stats),
         EgressPolicy(allow_loopback=settings.notify_allow_loopback),
     )
 
