@@ -30,6 +30,7 @@ from common.logging import get_logger
 from common.messaging.local import LocalPublisher
 from common.messaging.tasks import LocalTaskQueue
 from common.oidc import CallerVerifier
+from common.operator_identity import operator_verifier
 from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
 from common.replay_tasks import REPLAYS_QUEUE
 from common.secrets import EnvSecretStore
@@ -176,7 +177,9 @@ class LocalStack:
         mounts.update(
             {
                 "webhooks": ingest.handle,
-                "admin": Admin(lambda: engine, store, project, operations, egress).handle,
+                "admin": Admin(
+                    lambda: engine, store, project, operations, egress, operator_verifier(settings)
+                ).handle,
                 "pubsub": worker.handle,
                 "tasks": task_worker.handle,
                 "cron": CronIngest(
