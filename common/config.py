@@ -49,7 +49,16 @@ class Settings(BaseSettings):
     )
     oidc_certs_url: str = Field(
         default="https://www.googleapis.com/oauth2/v1/certs",
-        description="gcp: where the x509 certificates that sign Google's ID tokens are published",
+        description="where the x509 certificates that sign Google's ID tokens are published (gcp "
+        "service tokens; operators' tokens in every mode)",
+    )
+    admin_operators: list[str] = Field(
+        default_factory=list,
+        description="emails (JSON list) whose Google ID tokens /admin takes beside the admin token",
+    )
+    admin_audience: str | None = Field(
+        default=None,
+        description="what operators' ID tokens must name as audience: admin URL or OAuth client id",
     )
     scheduler_service_account: str | None = Field(
         default=None, description="the only identity /cron accepts in gcp mode (OIDC email)"

@@ -73,5 +73,10 @@ def from_settings(settings: Settings) -> Adapters:
 
         return emulator_backlog(engine())
 
-    backlog = local_backlog if settings.env == "local" else None
+    backlog: StatsProvider = local_backlog
+    if settings.env == "gcp":
+        from common.monitoring_stats import monitoring_backlog
+        from common.topology import get_topology
+
+        backlog = monitoring_backlog(settings.gcp_project, settings.gcp_region, get_topology())
     return Adapters(engine, secrets, publisher, tasks, certificates, backlog)

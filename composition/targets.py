@@ -75,6 +75,7 @@ class Composition:
 
     def _admin(self) -> Target:
         from common.egress import EgressPolicy
+        from common.operator_identity import operator_verifier
         from functions.admin import Admin
         from functions.operations import Operations
 
@@ -86,6 +87,7 @@ class Composition:
             settings.gcp_project,
             operations,
             EgressPolicy(allow_loopback=settings.notify_allow_loopback),
+            operator_verifier(settings),
         )
         return Target(admin.handle)
 

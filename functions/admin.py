@@ -1,4 +1,5 @@
-"""`/admin/...`: the operators' API. Bearer token = the `admin-token` secret (any of its lines).
+"""`/admin/...`: the operators' API. Bearer token = the `admin-token` secret (any of its lines),
+or an allowed operator's Google ID token (`common.operator_identity`).
 
 Reads go through the repositories in `common/`; this function never imports workers.
 """
@@ -37,6 +38,8 @@ from common.http import (
     require_method,
 )
 from common.logging import bind_context, get_logger
+from common.oidc import CallerVerifier
+from common.operator_identity import NoOperators, is_jwt
 from common.secrets import SecretStore, values_or_unavailable
 from common.tracing import parse_trace
 from functions.operations import Caller, Operations, int_arg, paged, parse_json
@@ -68,6 +71,9 @@ class Admin:
     project: str = "local-project"
     operations: Operations | None = None
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    operators: CallerVerifier = field(
+        default_factory=lambda: NoOperators("ID tokens are not accepted here")
+    )
 
     def __post_init__(self) -> None:
         if self.operations is None:
@@ -90,6 +96,10 @@ class Admin:
     def _authenticate(self, request: Request) -> Caller:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and is_jwt(token.strip()):
+            # Never compared with the admin token: an ID token is the operator's or nothing.
+            operator = self.operators.verify(request)
+            return Caller.operator(operator.email, token.strip())
         tokens = values_or_unavailable(self.secrets, "admin-token")
         if not tokens:
             raise Unauthorized("the admin API is disabled: no admin token is configured")

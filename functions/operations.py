@@ -171,6 +171,11 @@ class Caller:
         actor = (claimed or "").strip() or "unknown"
         return cls(actor, hashlib.sha256(token.encode()).hexdigest()[:12])
 
+    @classmethod
+    def operator(cls, email: str, token: str) -> Caller:
+        """The verified email is the actor; an `X-Hookyard-Operator` claim cannot change it."""
+        return cls(email, hashlib.sha256(token.encode()).hexdigest()[:12])
+
 
 @dataclass
 class Operations:

@@ -12,14 +12,18 @@ context manager stops its server in `finally`.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import grpc
+from google.api import metric_pb2
+from google.cloud.monitoring_v3 import types as monitoring_types
 from google.cloud.secretmanager_v1 import types as secretmanager_types
 from google.cloud.tasks_v2 import types as tasks_types
 from google.pubsub_v1 import types as pubsub_types
@@ -27,6 +31,7 @@ from google.pubsub_v1 import types as pubsub_types
 PUBLISHER_SERVICE = "google.pubsub.v1.Publisher"
 SECRET_MANAGER_SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 CLOUD_TASKS_SERVICE = "google.cloud.tasks.v2.CloudTasks"
+METRIC_SERVICE = "google.monitoring.v3.MetricService"
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
@@ -275,4 +280,66 @@ def fake_cloud_tasks() -> Iterator[FakeCloudTasks]:
         )
     }
     with _serve(CLOUD_TASKS_SERVICE, handlers, fake):
+        yield fake
+
+
+class FakeMetricService(_ScriptedFake):
+    """`google.monitoring.v3.MetricService/ListTimeSeries`, answering with the series a test
+    added for the metric type its filter names (`metric.type = "..."`), in one page.
+
+    It does not evaluate the rest of the filter, nor align: tests read what was asked from
+    `requests` (recorded on arrival) and choose what comes back.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[monitoring_types.ListTimeSeriesRequest] = []
+        self._series: dict[str, list[monitoring_types.TimeSeries]] = {}
+
+    def add_gauge(
+        self,
+        metric_type: str,
+        resource_type: str,
+        labels: dict[str, str],
+        points: list[tuple[datetime, int]],
+    ) -> None:
+        """One INT64 gauge series; `points` as (end time, value), in any order."""
+        series = monitoring_types.TimeSeries(
+            metric={"type": metric_type},
+            resource={"type": resource_type, "labels": labels},
+            metric_kind=metric_pb2.MetricDescriptor.GAUGE,
+            value_type=metric_pb2.MetricDescriptor.INT64,
+            points=[
+                {"interval": {"end_time": end}, "value": {"int64_value": value}}
+                for end, value in points
+            ],
+        )
+        with self._lock:
+            self._series.setdefault(metric_type, []).append(series)
+
+    def _list(
+        self, request: monitoring_types.ListTimeSeriesRequest, context: grpc.ServicerContext
+    ) -> monitoring_types.ListTimeSeriesResponse:
+        with self._lock:
+            self.requests.append(request)
+        self._begin_call(context)
+        named = re.search(r'metric\.type\s*=\s*"([^"]+)"', request.filter)
+        if named is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the filter names no metric type")
+        with self._lock:
+            series = list(self._series.get(named[1], []))
+        return monitoring_types.ListTimeSeriesResponse(time_series=series)
+
+
+@contextmanager
+def fake_metric_service() -> Iterator[FakeMetricService]:
+    fake = FakeMetricService()
+    handlers = {
+        "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
+            fake._list,
+            request_deserializer=monitoring_types.ListTimeSeriesRequest.deserialize,
+            response_serializer=monitoring_types.ListTimeSeriesResponse.serialize,
+        )
+    }
+    with _serve(METRIC_SERVICE, handlers, fake):
         yield fake
