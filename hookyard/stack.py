@@ -57,6 +57,7 @@ from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.stack_url import record_path
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
+from hookyard.tasks.rest_api import handler as tasks_rest_api
 from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
 from workers.notifications import Notifier
 from workers.push import EnvelopeHook, Worker
@@ -140,7 +141,7 @@ class LocalStack:
         self.broker.install()
         self.tasks = TaskEmulator(
             engine, self.topology, base, project=project, location=location,
-            token=identity.provider("tasks"),
+            token=identity.provider("tasks"), minter=identity.minter.token,
         )  # fmt: skip
         self.tasks.install()
         publisher = LocalPublisher(
@@ -190,6 +191,8 @@ class LocalStack:
                     self.broker, self.tasks, identity, verifier("emulator")
                 ),
                 "openapi.json": openapi_handler(self.topology),
+                # Cloud Tasks v2 REST at Google's paths: CloudTasksClient's api_endpoint.
+                "v2": tasks_rest_api(self.tasks),
             }
         )
         self._thread = threading.Thread(
