@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         default=None,
         description="the worker's base URL: Cloud Tasks' target, the service tokens' audience",
     )
+    cloud_tasks_endpoint: str | None = Field(
+        default=None,
+        description="Cloud Tasks API base URL (REST, anonymous): a local emulator; unset: Google",
+    )
     tasks_service_account: str | None = Field(
         default=None,
         description="service account whose OIDC token Cloud Tasks attaches; /tasks accepts only it",

@@ -53,6 +53,7 @@ from hookyard.stack_url import record_path
 from hookyard.supervisor import Supervisor, TargetProcess, target_environment
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
+from hookyard.tasks.rest_api import handler as tasks_rest_api
 from workers.push import EnvelopeHook
 
 log = get_logger(__name__)
@@ -154,7 +155,7 @@ class LocalStack:
         self.broker.install()
         self.tasks = TaskEmulator(
             engine, self.topology, worker_url, project=project, location=location,
-            token=identity.provider("tasks"),
+            token=identity.provider("tasks"), minter=identity.minter.token,
         )  # fmt: skip
         self.tasks.install()
         publisher = LocalPublisher(
@@ -189,6 +190,8 @@ class LocalStack:
                     self.broker, self.tasks, identity, verifier("emulator")
                 ),
                 "openapi.json": openapi_handler(self.topology),
+                # Cloud Tasks v2 REST at Google's paths: CloudTasksClient's api_endpoint.
+                "v2": tasks_rest_api(self.tasks),
             }
         )
         self._thread = threading.Thread(

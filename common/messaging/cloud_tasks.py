@@ -3,7 +3,10 @@
 The token's audience is the worker's base URL, not the task's URL: one audience for every
 surface, which is what the worker's verifier expects. Every failure to enqueue (building the
 client, credentials, transport, deadline, any error status) is a `PublishError`, which callers
-turn into a 503 or leave to a sweeper; ALREADY_EXISTS is "already enqueued"."""
+turn into a 503 or leave to a sweeper; ALREADY_EXISTS is "already enqueued".
+
+With an `endpoint` (the local stack's URL), the same client speaks Cloud Tasks' REST API
+to it with anonymous credentials, as to any Google API emulator."""
 
 from __future__ import annotations
 
@@ -14,10 +17,35 @@ from common.lazy import Lazy
 from common.messaging.tasks import TaskRequest
 
 
-def _tasks_client() -> Any:
+def _tasks_client(endpoint: str | None = None) -> Any:
     from google.cloud import tasks_v2
 
-    return tasks_v2.CloudTasksClient()
+    if endpoint is None:
+        return tasks_v2.CloudTasksClient()
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+
+    return tasks_v2.CloudTasksClient(
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=endpoint),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
+
+
+def _already_exists(exc: Exception) -> bool:
+    """gRPC raises `AlreadyExists`; REST raises the HTTP status's class, `Conflict`, for
+    every 409 (ABORTED too), so the status in Google's error body tells them apart."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.AlreadyExists):
+        return True
+    if not isinstance(exc, gexc.Conflict) or exc.response is None:
+        return False
+    try:
+        status = exc.response.json()["error"]["status"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(status == "ALREADY_EXISTS")
 
 
 class CloudTasksQueue:
@@ -30,13 +58,14 @@ class CloudTasksQueue:
         service_account: str | None,
         timeout_s: float,
         client: Any = None,
+        endpoint: str | None = None,
     ) -> None:
         self._project = project
         self._location = location
         self._worker_url = worker_url.rstrip("/")
         self._service_account = service_account
         self._timeout = timeout_s
-        self._client: Lazy[Any] = Lazy(_tasks_client, client)
+        self._client: Lazy[Any] = Lazy(lambda: _tasks_client(endpoint), client)
 
     def _get_client(self) -> Any:
         return self._client.get()
@@ -53,9 +82,9 @@ class CloudTasksQueue:
                 task=self._task(client, task),
                 timeout=self._timeout,
             )
-        except gexc.AlreadyExists:
-            return False
         except Exception as exc:  # API errors, credentials, transport, deadline
+            if _already_exists(exc):
+                return False
             reason = exc.code if isinstance(exc, gexc.GoogleAPICallError) else type(exc).__name__
             raise PublishError(f"create task on {task.queue} failed: {reason}") from exc
         return True

@@ -46,6 +46,7 @@ def get_task_queue() -> TaskQueue:
             worker_url=settings.worker_url,
             service_account=settings.tasks_service_account,
             timeout_s=settings.publish_timeout_s,
+            endpoint=settings.cloud_tasks_endpoint,
         )
     from common.messaging.tasks import LocalTaskQueue
     from common.service_identity import LocalTokenFile

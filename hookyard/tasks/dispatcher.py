@@ -34,7 +34,7 @@ from hookyard.broker.wakeup import Wakeup
 from hookyard.tasks import store
 from hookyard.tasks.backoff import exhausted, failure_delay
 from hookyard.tasks.ratelimit import TokenBucket
-from hookyard.tasks.store import ClaimedTask
+from hookyard.tasks.store import ClaimedTask, HttpTarget
 
 log = get_logger(__name__)
 
@@ -47,6 +47,10 @@ _COLLECT_EVERY_S = 60.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Outcome = Literal["succeeded", "retry", "exhausted", "stale"]
+Minter = Callable[[str, str], str]
+"""(service account email, audience) -> an OIDC token, as a task's `oidc_token` asks."""
+# Methods whose request carries the task's body; Cloud Tasks refuses a body on the others.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class DispatchSettings:
     tombstone_s: float
     clock: Callable[[], float]
     token: TokenProvider | None = None
+    minter: Minter | None = None
 
 
 class Dispatcher:
@@ -220,7 +225,9 @@ class Dispatcher:
             with self._engine.begin() as conn:
                 for name, limit in reserved.items():
                     lease_s = _lease_s(self._queues[name])
-                    got = store.claim(conn, name, lease_s, min(limit, free - len(claimed)))
+                    got = store.claim(
+                        conn, name, lease_s, min(limit, free - len(claimed)), LEASE_MARGIN_S
+                    )
                     claimed.extend(got)
         except Exception:
             claimed = []  # rolled back: nothing was claimed after all
@@ -291,14 +298,26 @@ class Dispatcher:
         self._log_outcome(task, outcome, result)
 
     def _attempt(self, queue: Queue, task: ClaimedTask) -> AttemptResult:
-        """Redirects are followed, as Cloud Tasks does: they are not attempts of their own."""
-        token = self._settings.token() if self._settings.token is not None else None
+        """Redirects are followed, as Cloud Tasks does: they are not attempts of their own.
+
+        A task that named its target goes there, with a token only if it asked for one; a
+        task that did not goes to its queue's worker path with the emulator's own token."""
+        target = task.target
+        if target is None:
+            url, method = self._base_url + queue.push_path, "POST"
+            deadline_s = float(queue.dispatch_deadline_s)
+            token = self._settings.token() if self._settings.token is not None else None
+        else:
+            url, method = target.url, target.http_method
+            deadline_s = float(target.dispatch_deadline_s or queue.dispatch_deadline_s)
+            token = self._oidc_token(target)
         try:
-            response = self._http.post(
-                self._base_url + queue.push_path,
-                content=task.body,
+            response = self._http.request(
+                method,
+                url,
+                content=task.body if method in BODY_METHODS else None,
                 headers=dispatch_headers(task, token),
-                timeout=float(queue.dispatch_deadline_s),
+                timeout=deadline_s,
                 follow_redirects=True,
             )
         except httpx.TimeoutException:
@@ -307,6 +326,14 @@ class Dispatcher:
             return AttemptResult(None, f"no response: {type(exc).__name__}")
         status = response.status_code
         return AttemptResult(status, status_reason(status), response.headers.get("Retry-After"))
+
+    def _oidc_token(self, target: HttpTarget) -> str | None:
+        """Audience defaults to the task's URL, as Cloud Tasks defaults it."""
+        if target.oidc_email is None:
+            return None
+        if self._settings.minter is None:
+            raise RuntimeError("this emulator mints no OIDC tokens")
+        return self._settings.minter(target.oidc_email, target.oidc_audience or target.url)
 
     def _settle(
         self, conn: Connection, queue: Queue, task: ClaimedTask, result: AttemptResult

@@ -24,8 +24,8 @@ from common.messaging.tasks import TaskRequest, valid_task_id
 from common.oidc import TokenProvider
 from common.topology import Queue, Topology
 from hookyard.tasks import store
-from hookyard.tasks.dispatcher import Dispatcher, DispatchSettings
-from hookyard.tasks.store import NewTask, QueueState, TaskRecord
+from hookyard.tasks.dispatcher import Dispatcher, DispatchSettings, Minter
+from hookyard.tasks.store import HttpTarget, NewTask, QueueState, TaskRecord
 
 log = get_logger(__name__)
 
@@ -57,11 +57,12 @@ class TaskEmulator:
         tombstone_s: float = DEFAULT_TOMBSTONE_S,
         max_workers: int = 32,
         token: TokenProvider | None = None,
+        minter: Minter | None = None,
     ) -> None:
         """`clock` drives the rate limits; `max_workers` bounds attempts in flight across
         all queues; `max_idle_s` caps any one sleep of the dispatcher (a safety net, not
-        the wake-up path); `token` is the OIDC token every attempt carries, as a task's
-        `oidc_token` does."""
+        the wake-up path); `token` is the OIDC token every attempt of a task that named no
+        target carries; `minter` signs the tokens tasks ask for in their `oidc_token`."""
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         if tombstone_s < 0:
@@ -78,6 +79,7 @@ class TaskEmulator:
             tombstone_s=tombstone_s,
             clock=clock,
             token=token,
+            minter=minter,
         )
         self._lock = threading.Lock()
         self._installed = False
@@ -101,12 +103,16 @@ class TaskEmulator:
             raise NotFound(f"queue {name!r} does not exist")
         return queue
 
+    def queues(self) -> list[Queue]:
+        return list(self._topology.queues)
+
     def target_url(self, queue: Queue) -> str:
         """Where every task of `queue` goes: the worker's `POST /tasks/{queue}`."""
         return self._settings.push_base_url + queue.push_path
 
-    def create(self, task: TaskRequest) -> TaskRecord | None:
-        """The task as stored, or None when its name is taken (ALREADY_EXISTS).
+    def create(self, task: TaskRequest, target: HttpTarget | None = None) -> TaskRecord | None:
+        """The task as stored, or None when its name is taken (ALREADY_EXISTS); with no
+        `target`, it goes to the queue's worker path.
 
         Raises `NotFound` for an unknown queue and `BadRequest` for what Cloud Tasks would
         refuse as INVALID_ARGUMENT, so the REST API can answer as Cloud Tasks does.
@@ -120,8 +126,12 @@ class TaskEmulator:
         if size > MAX_TASK_BYTES:
             raise BadRequest(f"a task is at most {MAX_TASK_BYTES} bytes")
         check_schedule_time(task.schedule_time)
+        if target is not None and target.oidc_email is not None and self._settings.minter is None:
+            raise BadRequest(
+                "this emulator cannot sign OIDC tokens", google_status="FAILED_PRECONDITION"
+            )
         self._ensure_installed()
-        new = NewTask(queue.name, name, task.body, headers, task.schedule_time)
+        new = NewTask(queue.name, name, task.body, headers, task.schedule_time, target)
         with self._engine.begin() as conn:
             record = store.create(conn, new, self._settings.tombstone_s)
         if record is None:
@@ -142,6 +152,40 @@ class TaskEmulator:
             raise PublishError(f"task not stored: {type(exc).__name__}") from exc
 
     enqueue = create_task
+
+    def get_task(self, queue: str, name: str) -> TaskRecord:
+        """A live task; `NotFound` once it ran to its end or was deleted."""
+        queue_name = self.queue(queue).name
+        self._ensure_installed()
+        with self._engine.connect() as conn:
+            record = store.get(conn, queue_name, name)
+        if record is None:
+            raise NotFound(f"task {name!r} does not exist")
+        return record
+
+    def delete_task(self, queue: str, name: str) -> None:
+        """Deletes a live task; its name stays taken for the tombstone window."""
+        queue_name = self.queue(queue).name
+        self._ensure_installed()
+        with self._engine.begin() as conn:
+            deleted = store.delete(conn, queue_name, name)
+        if not deleted:
+            raise NotFound(f"task {name!r} does not exist")
+        log.debug("task deleted", queue=queue_name, task=name)
+
+    def list_tasks(self, queue: str, after: str, limit: int) -> list[TaskRecord]:
+        """Up to `limit` live tasks by name, after the name `after` ("" from the start)."""
+        queue_name = self.queue(queue).name
+        self._ensure_installed()
+        with self._engine.connect() as conn:
+            return store.list_live(conn, queue_name, after, limit)
+
+    def queue_status(self, queue: str) -> tuple[QueueState, datetime | None]:
+        """State and last purge time, as `GetQueue` answers them."""
+        name = self.queue(queue).name
+        self._ensure_installed()
+        with self._engine.connect() as conn:
+            return store.queue_status(conn, name)
 
     def pause(self, queue: str) -> None:
         self._set_state(queue, "PAUSED")

@@ -32,7 +32,12 @@ CREATE TABLE IF NOT EXISTS emulator.tasks (
     last_status       integer,
     last_error        text,
     deleted_at        timestamptz,
-    outcome           text CHECK (outcome IN ('succeeded', 'exhausted', 'purged')),
+    outcome           text CHECK (outcome IN ('succeeded', 'exhausted', 'purged', 'deleted')),
+    url               text,
+    http_method       text NOT NULL DEFAULT 'POST',
+    oidc_email        text,
+    oidc_audience     text,
+    dispatch_deadline_s integer,
     PRIMARY KEY (queue, name),
     CHECK ((state = 'deleted') = (deleted_at IS NOT NULL))
 );
@@ -40,6 +45,32 @@ CREATE TABLE IF NOT EXISTS emulator.tasks (
 -- Tables created before executions was counted apart from responses.
 ALTER TABLE emulator.tasks
     ADD COLUMN IF NOT EXISTS executions integer NOT NULL DEFAULT 0 CHECK (executions >= 0);
+
+-- Tables created before tasks said where they go (CreateTask's http_request). A task with
+-- no url is one created without saying: it goes to its queue's worker path with the
+-- stack's own token. No oidc_email means no Authorization header, as in Cloud Tasks; no
+-- dispatch_deadline_s means the queue's.
+ALTER TABLE emulator.tasks
+    ADD COLUMN IF NOT EXISTS url text,
+    ADD COLUMN IF NOT EXISTS http_method text NOT NULL DEFAULT 'POST',
+    ADD COLUMN IF NOT EXISTS oidc_email text,
+    ADD COLUMN IF NOT EXISTS oidc_audience text,
+    ADD COLUMN IF NOT EXISTS dispatch_deadline_s integer;
+
+-- Tables created before DeleteTask tombstoned a name with the outcome 'deleted'.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint
+        WHERE conrelid = 'emulator.tasks'::regclass AND conname = 'tasks_outcome_check'
+          AND position('deleted' IN pg_get_constraintdef(oid)) > 0
+    ) THEN
+        ALTER TABLE emulator.tasks DROP CONSTRAINT IF EXISTS tasks_outcome_check;
+        ALTER TABLE emulator.tasks ADD CONSTRAINT tasks_outcome_check
+            CHECK (outcome IN ('succeeded', 'exhausted', 'purged', 'deleted'));
+    END IF;
+END
+$$;
 
 CREATE INDEX IF NOT EXISTS tasks_due
     ON emulator.tasks (queue, due_at)

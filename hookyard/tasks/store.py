@@ -29,17 +29,32 @@ Outcome = Literal["succeeded", "exhausted", "purged"]
 
 
 @dataclass(frozen=True, slots=True)
+class HttpTarget:
+    """Where and how a task is sent, as its `http_request` said: no `oidc_email` means no
+    Authorization header; no `dispatch_deadline_s` means the queue's."""
+
+    url: str
+    http_method: str = "POST"
+    oidc_email: str | None = None
+    oidc_audience: str | None = None
+    dispatch_deadline_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewTask:
+    """`target` None: the queue's worker path, with the emulator's own token."""
+
     queue: str
     name: str
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     schedule_time: datetime | None = None
+    target: HttpTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """A task as `CreateTask` answers it."""
+    """A live task as `CreateTask`, `GetTask` and `ListTasks` answer it."""
 
     queue: str
     name: str
@@ -47,6 +62,12 @@ class TaskRecord:
     create_time: datetime
     dispatch_count: int
     response_count: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    target: HttpTarget | None = None
+    first_attempt_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    last_status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +85,7 @@ class ClaimedTask:
     schedule_time: datetime
     last_status: int | None
     last_error: str | None
+    target: HttpTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +103,14 @@ def install(conn: Connection) -> None:
 
 
 # Constant fragments only, interpolated into statements; every value is a bound parameter.
+_TARGET_COLUMNS = "t.url, t.http_method, t.oidc_email, t.oidc_audience, t.dispatch_deadline_s"
 _TASK_COLUMNS = (
     "t.queue, t.name, t.create_time, t.attempts, t.executions, t.body, t.headers, "
-    "t.schedule_time, t.last_status, t.last_error"
+    f"t.schedule_time, t.last_status, t.last_error, {_TARGET_COLUMNS}"
+)
+_RECORD_COLUMNS = (
+    "t.queue, t.name, t.schedule_time, t.create_time, t.attempts, t.responses, t.body, "
+    f"t.headers, t.first_attempt_at, t.last_attempt_at, t.last_status, {_TARGET_COLUMNS}"
 )
 # The claim an update settles: a late result, or one for an earlier incarnation of the
 # name, matches nothing.
@@ -94,18 +121,25 @@ _OF_CLAIM = (
 
 # A past or missing schedule time means now, as Cloud Tasks stores it. A tombstone older
 # than the window is the only conflict that is overwritten: the name is free again.
-_CREATE = sa.text("""
-    INSERT INTO emulator.tasks AS t (queue, name, body, headers, schedule_time, due_at)
-    SELECT :queue, :name, :body, CAST(:headers AS jsonb), eta, eta
+_CREATE = sa.text(f"""
+    INSERT INTO emulator.tasks AS t (
+        queue, name, body, headers, schedule_time, due_at,
+        url, http_method, oidc_email, oidc_audience, dispatch_deadline_s
+    )
+    SELECT :queue, :name, :body, CAST(:headers AS jsonb), eta, eta,
+           :url, :http_method, :oidc_email, :oidc_audience, :dispatch_deadline_s
     FROM (SELECT greatest(coalesce(CAST(:schedule_time AS timestamptz), now()), now()) AS eta) s
     ON CONFLICT (queue, name) DO UPDATE
     SET state = 'pending', body = EXCLUDED.body, headers = EXCLUDED.headers,
         schedule_time = EXCLUDED.schedule_time, create_time = now(), due_at = EXCLUDED.due_at,
         attempts = 0, responses = 0, executions = 0,
         first_attempt_at = NULL, last_attempt_at = NULL, last_status = NULL,
-        last_error = NULL, deleted_at = NULL, outcome = NULL
+        last_error = NULL, deleted_at = NULL, outcome = NULL,
+        url = EXCLUDED.url, http_method = EXCLUDED.http_method,
+        oidc_email = EXCLUDED.oidc_email, oidc_audience = EXCLUDED.oidc_audience,
+        dispatch_deadline_s = EXCLUDED.dispatch_deadline_s
     WHERE t.state = 'deleted' AND t.deleted_at <= now() - make_interval(secs => :tombstone_s)
-    RETURNING t.queue, t.name, t.schedule_time, t.create_time, t.attempts, t.responses
+    RETURNING {_RECORD_COLUMNS}
 """)
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :queue)")
@@ -117,6 +151,7 @@ def create(conn: Connection, task: NewTask, tombstone_s: float) -> TaskRecord | 
     PostgreSQL sends the notification only when the caller's transaction commits, so a
     woken dispatcher always finds the row.
     """
+    target = task.target
     row = conn.execute(
         _CREATE,
         {
@@ -126,19 +161,57 @@ def create(conn: Connection, task: NewTask, tombstone_s: float) -> TaskRecord | 
             "headers": json.dumps(dict(task.headers)),
             "schedule_time": task.schedule_time,
             "tombstone_s": float(tombstone_s),
+            "url": None if target is None else target.url,
+            "http_method": "POST" if target is None else target.http_method,
+            "oidc_email": None if target is None else target.oidc_email,
+            "oidc_audience": None if target is None else target.oidc_audience,
+            "dispatch_deadline_s": None if target is None else target.dispatch_deadline_s,
         },
     ).one_or_none()
     if row is None:
         return None
     _notify(conn, task.queue)
-    return TaskRecord(
-        queue=row.queue,
-        name=row.name,
-        schedule_time=row.schedule_time,
-        create_time=row.create_time,
-        dispatch_count=int(row.attempts),
-        response_count=int(row.responses),
-    )
+    return _record(row)
+
+
+_GET = sa.text(f"""
+    SELECT {_RECORD_COLUMNS} FROM emulator.tasks AS t
+    WHERE t.queue = :queue AND t.name = :name AND t.state IN ('pending', 'inflight')
+""")
+
+
+def get(conn: Connection, queue: str, name: str) -> TaskRecord | None:
+    """A task that has neither run to its end nor been deleted; a tombstone is no task."""
+    row = conn.execute(_GET, {"queue": queue, "name": name}).one_or_none()
+    return None if row is None else _record(row)
+
+
+_LIST = sa.text(f"""
+    SELECT {_RECORD_COLUMNS} FROM emulator.tasks AS t
+    WHERE t.queue = :queue AND t.state IN ('pending', 'inflight') AND t.name > :after
+    ORDER BY t.name
+    LIMIT :limit
+""")
+
+
+def list_live(conn: Connection, queue: str, after: str, limit: int) -> list[TaskRecord]:
+    """Live tasks by name, from the first one after `after` ("" for the start)."""
+    rows = conn.execute(_LIST, {"queue": queue, "after": after, "limit": limit})
+    return [_record(row) for row in rows]
+
+
+# As a purge does for one task: an attempt on the wire runs on, its outcome is discarded.
+_DELETE = sa.text("""
+    UPDATE emulator.tasks
+    SET state = 'deleted', deleted_at = now(), outcome = 'deleted',
+        body = ''::bytea, headers = '{}'::jsonb
+    WHERE queue = :queue AND name = :name AND state IN ('pending', 'inflight')
+""")
+
+
+def delete(conn: Connection, queue: str, name: str) -> bool:
+    """Tombstones a live task, so its name stays taken for the window; False when none."""
+    return _updated(conn.execute(_DELETE, {"queue": queue, "name": name}))
 
 
 # Paused queues are skipped here, not in Python, so a pause from another process counts.
@@ -159,7 +232,11 @@ _CLAIM = sa.text(f"""
     )
     UPDATE emulator.tasks AS t
     SET state = 'inflight',
-        due_at = now() + make_interval(secs => :lease_s),
+        due_at = now() + make_interval(
+            secs => coalesce(
+                t.dispatch_deadline_s + CAST(:lease_margin_s AS float8), CAST(:lease_s AS float8)
+            )
+        ),
         first_attempt_at = coalesce(t.first_attempt_at, now()),
         last_attempt_at = now()
     FROM due
@@ -168,15 +245,24 @@ _CLAIM = sa.text(f"""
 """)
 
 
-def claim(conn: Connection, queue: str, lease_s: float, limit: int) -> list[ClaimedTask]:
-    """Leases up to `limit` due tasks of one queue to the caller, oldest due first.
+def claim(
+    conn: Connection, queue: str, lease_s: float, limit: int, lease_margin_s: float = 0.0
+) -> list[ClaimedTask]:
+    """Leases up to `limit` due tasks of one queue to the caller, oldest due first: for
+    `lease_s`, or a task's own dispatch deadline plus `lease_margin_s`.
 
     SKIP LOCKED lets several emulators claim from one database without ever taking the
     same row.
     """
     if limit <= 0:
         return []
-    rows = conn.execute(_CLAIM, {"queue": queue, "lease_s": float(lease_s), "limit": limit})
+    params = {
+        "queue": queue,
+        "lease_s": float(lease_s),
+        "lease_margin_s": float(lease_margin_s),
+        "limit": limit,
+    }
+    rows = conn.execute(_CLAIM, params)
     return sorted((_claimed(row) for row in rows), key=lambda t: (t.create_time, t.name))
 
 
@@ -304,6 +390,7 @@ _SET_STATE = sa.text("""
     ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state
 """)
 _QUEUE_STATE = sa.text("SELECT state FROM emulator.task_queues WHERE name = :queue")
+_QUEUE_ROW = sa.text("SELECT state, purge_time FROM emulator.task_queues WHERE name = :queue")
 
 
 def set_queue_state(conn: Connection, queue: str, state: QueueState) -> None:
@@ -315,6 +402,14 @@ def set_queue_state(conn: Connection, queue: str, state: QueueState) -> None:
 def queue_state(conn: Connection, queue: str) -> QueueState:
     state = conn.execute(_QUEUE_STATE, {"queue": queue}).scalar_one_or_none()
     return "PAUSED" if state == "PAUSED" else "RUNNING"
+
+
+def queue_status(conn: Connection, queue: str) -> tuple[QueueState, datetime | None]:
+    """The queue's state and its last purge time, as `GetQueue` answers them."""
+    row = conn.execute(_QUEUE_ROW, {"queue": queue}).one_or_none()
+    if row is None:
+        return "RUNNING", None
+    return ("PAUSED" if row.state == "PAUSED" else "RUNNING"), row.purge_time
 
 
 _COLLECT_TOMBSTONES = sa.text("""
@@ -378,6 +473,36 @@ def _claimed(row: sa.Row[Any]) -> ClaimedTask:
         schedule_time=row.schedule_time,
         last_status=row.last_status,
         last_error=row.last_error,
+        target=_target(row),
+    )
+
+
+def _record(row: sa.Row[Any]) -> TaskRecord:
+    return TaskRecord(
+        queue=row.queue,
+        name=row.name,
+        schedule_time=row.schedule_time,
+        create_time=row.create_time,
+        dispatch_count=int(row.attempts),
+        response_count=int(row.responses),
+        body=bytes(row.body),
+        headers=dict(row.headers or {}),
+        target=_target(row),
+        first_attempt_at=row.first_attempt_at,
+        last_attempt_at=row.last_attempt_at,
+        last_status=row.last_status,
+    )
+
+
+def _target(row: sa.Row[Any]) -> HttpTarget | None:
+    if row.url is None:
+        return None
+    return HttpTarget(
+        url=row.url,
+        http_method=row.http_method,
+        oidc_email=row.oidc_email,
+        oidc_audience=row.oidc_audience,
+        dispatch_deadline_s=row.dispatch_deadline_s,
     )
 
 
