@@ -177,7 +177,12 @@ def functions_framework() -> str:
 
 @contextmanager
 def serving_target(
-    command: list[str], port: int, env: Mapping[str, str], cwd: Path, probe: str = "/"
+    command: list[str],
+    port: int,
+    env: Mapping[str, str],
+    cwd: Path,
+    probe: str = "/",
+    poll_s: float = 0.01,
 ) -> Iterator[str]:
     """Start a functions-framework server in its own process group; yield its URL once it
     answers any HTTP response on `probe`; kill the whole group (gunicorn's workers too)."""
@@ -188,14 +193,14 @@ def serving_target(
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_answering(proc, url + probe, stderr, timeout=120)
+            wait_until_answering(proc, url + probe, stderr, timeout=120, poll_s=poll_s)
             yield url
         finally:
             stop_group(proc)
 
 
 def wait_until_answering(
-    proc: subprocess.Popen[bytes], url: str, stderr: IO[bytes], timeout: float
+    proc: subprocess.Popen[bytes], url: str, stderr: IO[bytes], timeout: float, poll_s: float
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -207,7 +212,7 @@ def wait_until_answering(
             httpx.get(url, timeout=5)
             return
         except httpx.TransportError:
-            time.sleep(0.01)
+            time.sleep(poll_s)
     raise TimeoutError(f"nothing answered on {url} within {timeout} s")
 
 
