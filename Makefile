@@ -26,7 +26,7 @@ $(UV):
 	fi
 
 .venv/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --all-extras --quiet
 	@touch $@
 
 install: .venv/.synced  ## create .venv from uv.lock

@@ -69,7 +69,7 @@ def from_settings(settings: Settings) -> Adapters:
         return certificates_for(settings)
 
     def local_backlog() -> dict[str, Any]:
-        from hookyard.emulator_stats import emulator_backlog
+        from common.emulator_stats import emulator_backlog
 
         return emulator_backlog(engine())
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from common.config import Settings
 from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
+from common.emulator_stats import emulator_backlog
 from common.errors import NotFound, Problem
 from common.http import Handler, problem_response, reject_cross_site, require_json_body
 from common.logging import get_logger
@@ -43,7 +44,6 @@ from composition.targets import TARGETS, Composition, Target, TargetName
 from hookyard.broker import Broker
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
-from hookyard.emulator_stats import emulator_backlog
 from hookyard.front_door import forward_to, upstream_client
 from hookyard.local_identity import LocalIdentity
 from hookyard.local_postgres import LocalPostgres

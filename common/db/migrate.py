@@ -41,3 +41,17 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def main() -> None:
+    """`python -m common.db.migrate`: the deployed image has no `hookyard migrate` (no CLI),
+    so a one-off job runs this with the targets' settings before a new revision serves."""
+    from common.db.engine import get_engine
+
+    engine = get_engine()
+    upgrade(engine)
+    print(f"database at revision {current_revision(engine)}")
+
+
+if __name__ == "__main__":
+    main()

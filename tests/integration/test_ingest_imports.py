@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 from tests.support.postgres import TestServer
-from tests.support.stack import TEST_SECRETS, running_stack
+from tests.support.stack import TEST_SECRETS, free_port, running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-NOT_FOR_INGEST = (
+NOT_FOR_INGEST_ANYWHERE = (
     "rich", "pygments", "typer", "hookyard", "sqlalchemy", "pg8000", "alembic",
-    "google.cloud.pubsub", "google.cloud.pubsub_v1", "google.cloud.tasks", "google.cloud.tasks_v2",
+    "google.cloud.tasks", "google.cloud.tasks_v2", "google.cloud.secretmanager",
+    "google.cloud.secretmanager_v1",
 )  # fmt: skip
+NOT_FOR_INGEST = (*NOT_FOR_INGEST_ANYWHERE, "google.cloud.pubsub", "google.cloud.pubsub_v1")
 
 FIRST_REQUEST = """
 import json, sys, time
@@ -43,9 +45,10 @@ def test_first_webhook_request_loads_no_cli_database_or_terminal_libraries(
     with running_stack(pg_server, database, tmp_path) as stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
         env.update(TEST_SECRETS)
-        env.update(
-            {"HOOKYARD_EMULATOR_URL": stack.url, "HOOKYARD_DATA_DIR": str(stack.settings.data_dir)}
-        )
+        env.update({
+            "HOOKYARD_EMULATOR_URL": stack.url, "HOOKYARD_DATA_DIR": str(stack.settings.data_dir),
+            "HOOKYARD_SECRETS": "env",
+        })  # fmt: skip
         result = subprocess.run(
             [sys.executable, "-c", FIRST_REQUEST, secret],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -53,8 +56,30 @@ def test_first_webhook_request_loads_no_cli_database_or_terminal_libraries(
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.splitlines()[-1])
     assert outcome["status"] == 202
-    loaded = [
-        m for m in outcome["modules"]
-        if any(m == p or m.startswith(p + ".") for p in NOT_FOR_INGEST)
-    ]  # fmt: skip
-    assert loaded == []
+    assert loaded(outcome["modules"], NOT_FOR_INGEST) == []
+
+
+def test_first_gcp_webhook_request_loads_only_the_pubsub_client() -> None:
+    """As deployed (gcp, secrets from the environment): the request verifies and publishes
+    through google-cloud-pubsub (to an address where nothing answers, hence 503) and loads
+    neither the database layer nor the Cloud Tasks or Secret Manager clients."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOOKYARD_", "PUBSUB_"))}
+    env.update(TEST_SECRETS)
+    env.update({
+        "HOOKYARD_ENV": "gcp", "HOOKYARD_SECRETS": "env", "HOOKYARD_PUBLISH_TIMEOUT_S": "2",
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
+    })  # fmt: skip
+    secret = TEST_SECRETS["HOOKYARD_SECRET_WEBHOOK_SECRET_STRIPE"]
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUEST, secret],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert loaded(outcome["modules"], NOT_FOR_INGEST_ANYWHERE) == []
+    assert outcome["status"] == 503
+    assert "google.pubsub_v1" in outcome["modules"]  # it did try to publish
+
+
+def loaded(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes)]

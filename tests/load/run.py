@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.load import (
+    bench_cold_start,
     bench_emulators,
     bench_latency,
     bench_signatures,
@@ -22,6 +23,8 @@ def main() -> None:
     bench_emulators.main()
     print("\n== slow connections ==")
     bench_slow_connections.main()
+    print("\n== cold start per deployed target ==")
+    bench_cold_start.main()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NEVER_ON_IMPORT = ("rich", "pygments", "typer", "hookyard", "sqlalchemy", "structlog", "httpx")
+NEVER_ON_IMPORT = (
+    "rich", "pygments", "typer", "hookyard", "sqlalchemy", "pg8000", "alembic", "structlog",
+    "httpx",
+)  # fmt: skip
 NEVER_ON_IMPORT_GCP = ("google.cloud.pubsub", "google.cloud.tasks", "google.cloud.secretmanager")
 
 
