@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         description="Base URL of the local broker; defaults to the local stack's own address.",
     )
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    pubsub_port: int = Field(
+        default=8085,
+        ge=0,
+        le=65535,
+        description="local stack: Pub/Sub's gRPC API on 127.0.0.1 (as Google's emulator); 0 = free",
+    )
     worker_url: str | None = Field(
         default=None,
         description="the worker's base URL: Cloud Tasks' target, the service tokens' audience",

@@ -57,8 +57,8 @@ def running_stack(
 ) -> Iterator[LocalStack]:
     """Loopback notify_urls are allowed by default: the tests' receivers listen on 127.0.0.1."""
     settings = Settings(
-        database_url=pg_server.url_for(database), port=0, data_dir=tmp_path / "data",
-        notify_allow_loopback=notify_allow_loopback,
+        database_url=pg_server.url_for(database), port=0, pubsub_port=0,
+        data_dir=tmp_path / "data", notify_allow_loopback=notify_allow_loopback,
     )  # fmt: skip
     stack = LocalStack(settings, topology=topology or get_topology(), worker_hook=worker_hook)
     stack.start()
