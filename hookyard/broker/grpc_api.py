@@ -41,7 +41,9 @@ MAX_CONCURRENT_RPCS = 256
 """Calls beyond this are refused with RESOURCE_EXHAUSTED instead of queueing without bound."""
 DEFAULT_PAGE_SIZE = 100
 
-_TOPIC = re.compile(r"projects/(?P<project>[^/]{1,100})/topics/(?P<topic>[A-Za-z][\w.~+%-]{2,254})")
+_TOPIC = re.compile(
+    r"projects/(?P<project>[^/]{1,100})/topics/(?P<topic>[A-Za-z][A-Za-z0-9_.~+%-]{2,254})"
+)
 _PROJECT = re.compile(r"projects/(?P<project>[^/]{1,100})")
 _STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,

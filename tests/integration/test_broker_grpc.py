@@ -340,6 +340,10 @@ REFUSED = {
         _publish(_msg(), topic=f"projects/{PROJECT}/topics/goog-events"),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
+    "a non-ASCII topic name": (
+        _publish(_msg(), topic=f"projects/{PROJECT}/topics/\u00e9vents"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
     "an unknown topic": (
         _publish(_msg(), topic=f"projects/{PROJECT}/topics/nope"),
         grpc.StatusCode.NOT_FOUND,
