@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,18 @@ class Settings(BaseSettings):
         description="Base URL of the local broker; defaults to the local stack's own address.",
     )
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    pubsub_port: int = Field(
+        default=8085,
+        ge=0,
+        le=65535,
+        description="local stack: Pub/Sub's gRPC API on 127.0.0.1 (as Google's emulator); 0 = free",
+    )
+    pubsub_emulator_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HOOKYARD_PUBSUB_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"),
+        description="gcp: HOST:PORT of a Pub/Sub emulator to publish to, as the client library's "
+        "PUBSUB_EMULATOR_HOST (insecure, no credentials)",
+    )
     worker_url: str | None = Field(
         default=None,
         description="the worker's base URL: Cloud Tasks' target, the service tokens' audience",
@@ -99,6 +111,12 @@ class Settings(BaseSettings):
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    @field_validator("pubsub_emulator_host")
+    @classmethod
+    def _empty_emulator_host_is_unset(cls, value: str | None) -> str | None:
+        """The client library ignores an empty PUBSUB_EMULATOR_HOST; so do we."""
+        return (value or "").strip() or None
 
     @model_validator(mode="after")
     def _loopback_notifications_are_local_only(self) -> Settings:

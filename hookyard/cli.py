@@ -73,7 +73,7 @@ def dev(
 ) -> None:
     """Run the local stack: embedded PostgreSQL, the emulators, and the four targets as
     their own processes behind one front door."""
-    from common.errors import AlreadyRunning
+    from common.errors import AlreadyRunning, ConfigError
     from common.logging import configure_logging
     from hookyard.stack import LocalStack
 
@@ -100,10 +100,14 @@ def dev(
     except AlreadyRunning as exc:
         pid = exc.pid or "unknown"
         raise fail(f"hookyard is already running on {settings.data_dir} (pid {pid})") from None
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     try:
         if "admin-token" in stack.generated_secrets:
             token = (stack.secrets_dir / "admin-token").read_text().strip()
             typer.echo(f"admin token (saved in {stack.secrets_dir}/admin-token): {token}", err=True)
+        # The line to copy into a shell whose google-cloud-pubsub clients publish here.
+        typer.echo(f"export PUBSUB_EMULATOR_HOST={stack.pubsub_emulator_host}", err=True)
         while not stop.wait(0.5):
             pass
     finally:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +43,7 @@ from common.topology import Topology, get_topology
 from composition.adapters import Adapters
 from composition.targets import TARGETS, Composition, Target, TargetName
 from hookyard.broker import Broker
+from hookyard.broker.grpc_api import PubSubGrpcServer
 from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.front_door import forward_to, upstream_client
@@ -49,7 +51,7 @@ from hookyard.local_identity import LocalIdentity
 from hookyard.local_postgres import LocalPostgres
 from hookyard.scheduler import LocalScheduler
 from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
-from hookyard.stack_url import record_path
+from hookyard.stack_url import pubsub_record_path, record_path
 from hookyard.supervisor import Supervisor, TargetProcess, target_environment
 from hookyard.tasks import TaskEmulator
 from hookyard.tasks.http import handle as handle_tasks_api
@@ -77,6 +79,7 @@ class LocalStack:
     postgres: LocalPostgres | None = field(default=None, init=False)
     engine: Engine | None = field(default=None, init=False)
     broker: Broker | None = field(default=None, init=False)
+    pubsub_grpc: PubSubGrpcServer | None = field(default=None, init=False)
     tasks: TaskEmulator | None = field(default=None, init=False)
     targets: dict[TargetName, Target] = field(default_factory=dict, init=False)
     scheduler: LocalScheduler | None = field(default=None, init=False)
@@ -92,6 +95,12 @@ class LocalStack:
     def url(self) -> str:
         assert self.server is not None
         return f"http://{self.settings.host}:{self.server.server_port}"
+
+    @property
+    def pubsub_emulator_host(self) -> str:
+        """`PUBSUB_EMULATOR_HOST` for google-cloud-pubsub clients publishing into this stack."""
+        assert self.pubsub_grpc is not None
+        return self.pubsub_grpc.address
 
     @property
     def secrets_dir(self) -> Any:
@@ -201,6 +210,12 @@ class LocalStack:
         if self.supervisor is not None:
             self.supervisor.wait_ready()
         self.broker.start()
+        # Google's Pub/Sub API for the client libraries, after the broker it publishes into.
+        pubsub_grpc = PubSubGrpcServer(self.broker, "127.0.0.1", settings.pubsub_port)
+        pubsub_grpc.start()
+        self.pubsub_grpc = pubsub_grpc
+        pubsub_record = pubsub_record_path(settings.data_dir)
+        pubsub_record.write_text(self.pubsub_emulator_host + "\n", encoding="utf-8")
         self.tasks.start()
         if settings.scheduler_enabled:
             self.scheduler = LocalScheduler(
@@ -223,6 +238,10 @@ class LocalStack:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
+        if self.pubsub_grpc is not None:
+            _forget_record(pubsub_record_path(self.settings.data_dir), self.pubsub_emulator_host)
+            self.pubsub_grpc.stop()
+            self.pubsub_grpc = None
         # Dispatchers first: the pushes and tasks on the wire finish against a live server
         # instead of failing to connect and waiting out their retries.
         for component in (self.broker, self.tasks):
@@ -263,6 +282,13 @@ class LocalStack:
         with contextlib.suppress(OSError):
             if record.read_text(encoding="utf-8").strip() == self.url:
                 record.unlink()
+
+
+def _forget_record(record: Path, value: str) -> None:
+    """Removes a record if it still says `value` (another stack may have replaced it)."""
+    with contextlib.suppress(OSError):
+        if record.read_text(encoding="utf-8").strip() == value:
+            record.unlink()
 
 
 def emulator_handler(

@@ -35,6 +35,14 @@ def record_path(data_dir: Path) -> Path:
     return data_dir / RECORD_NAME
 
 
+PUBSUB_RECORD_NAME = "pubsub-emulator-host"
+
+
+def pubsub_record_path(data_dir: Path) -> Path:
+    """`HOST:PORT` of the running stack's Pub/Sub gRPC API, kept like the URL record."""
+    return data_dir / PUBSUB_RECORD_NAME
+
+
 def default_stack_url(settings: Settings) -> str:
     """Where `hookyard dev` listens: as the environment says, else as the running stack
     recorded, else `http://{HOOKYARD_HOST}:{HOOKYARD_PORT}` from the defaults."""

@@ -66,7 +66,11 @@ def get_publisher() -> Publisher:
     if settings.env == "gcp":
         from common.messaging.pubsub import PubSubPublisher
 
-        return PubSubPublisher(settings.gcp_project, settings.publish_timeout_s)
+        return PubSubPublisher(
+            settings.gcp_project,
+            settings.publish_timeout_s,
+            emulator_host=settings.pubsub_emulator_host,
+        )
     from common.messaging.local import LocalPublisher
     from common.service_identity import LocalTokenFile
 

@@ -7,11 +7,13 @@ its attributes as a mapping, so every name reaches the server as given. It has n
 either: a call returns the ids the service assigned or raises, and no background thread
 keeps publishing after ingest answered 503 (on Cloud Run a request's CPU ends with it).
 
-Locally and in tests the same client honours `PUBSUB_EMULATOR_HOST`.
+Locally and in tests the same client honours `PUBSUB_EMULATOR_HOST`; `emulator_host` does
+the same from an argument, so two stacks in one process need no shared global.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -35,6 +37,22 @@ def _publisher_client() -> Any:
     return PublisherClient()
 
 
+def _emulator_client(host: str) -> Any:
+    """What the library builds for `PUBSUB_EMULATOR_HOST`: an insecure channel to `host` and
+    no credentials. A transport instance also keeps that variable from overriding `host`."""
+    import grpc
+    from google.auth.credentials import AnonymousCredentials
+    from google.pubsub_v1 import PublisherClient
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    transport = PublisherGrpcTransport(
+        host=host,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        channel=grpc.insecure_channel(host),
+    )
+    return PublisherClient(transport=transport)
+
+
 def _retryable(exc: BaseException) -> bool:
     """The generated client's own retry policy for Publish."""
     from google.api_core import exceptions as gexc
@@ -53,12 +71,23 @@ def _retryable(exc: BaseException) -> bool:
 
 class PubSubPublisher:
     """`client`, when given, is the generated `google.pubsub_v1.PublisherClient`: the
-    handwritten `google.cloud.pubsub_v1` one replaces its `publish`."""
+    handwritten `google.cloud.pubsub_v1` one replaces its `publish`. `emulator_host`
+    (`HOST:PORT`) publishes to an emulator instead of Google, as `PUBSUB_EMULATOR_HOST` does."""
 
-    def __init__(self, project: str, timeout_s: float, client: Any = None) -> None:
+    def __init__(
+        self,
+        project: str,
+        timeout_s: float,
+        client: Any = None,
+        *,
+        emulator_host: str | None = None,
+    ) -> None:
         self._project = project
         self._timeout = timeout_s
-        self._client: Lazy[Any] = Lazy(_publisher_client, client)
+        factory = _publisher_client
+        if emulator_host:
+            factory = functools.partial(_emulator_client, emulator_host)
+        self._client: Lazy[Any] = Lazy(factory, client)
 
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""

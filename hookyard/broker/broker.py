@@ -70,6 +70,10 @@ class Broker:
         self._dispatcher: Dispatcher | None = None
         self._stopped = False
 
+    @property
+    def topology(self) -> Topology:
+        return self._topology
+
     def install(self) -> None:
         with self._engine.begin() as conn:
             store.install(conn)

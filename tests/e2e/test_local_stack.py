@@ -49,6 +49,7 @@ def start_dev(data_dir: Path, port: int) -> DevStack:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
     env.update(TEST_SECRETS)
     env.update({"HOOKYARD_DATA_DIR": str(data_dir), "HOOKYARD_PORT": str(port)})
+    env["HOOKYARD_PUBSUB_PORT"] = "0"  # stacks run side by side: never Google's fixed 8085
     env["HOOKYARD_NOTIFY_ALLOW_LOOPBACK"] = "true"  # the test's receiver is on 127.0.0.1
     log_path = data_dir.parent / f"dev-{port}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:

@@ -185,7 +185,8 @@ def newcomer_env(tmp_path: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
     tmp = tmp_path / "tmp"
     tmp.mkdir(exist_ok=True)
-    return {**env, "HOOKYARD_PORT": str(port), "TMPDIR": str(tmp)}
+    # HOOKYARD_PUBSUB_PORT=0: the tour never uses gRPC, and 8085 may be taken by another run.
+    return {**env, "HOOKYARD_PORT": str(port), "HOOKYARD_PUBSUB_PORT": "0", "TMPDIR": str(tmp)}
 
 
 @pytest.fixture

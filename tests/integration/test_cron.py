@@ -76,8 +76,9 @@ def test_the_local_scheduler_fires_outbox_relay_on_its_schedule(
     """Every two seconds instead of every minute, through the same path Scheduler uses."""
     with receiver() as hook:
         settings = Settings(
-            database_url=pg_server.url_for(database), port=0, data_dir=tmp_path / "data",
-            schedule_overrides={"outbox-relay": "* * * * * */2"}, notify_allow_loopback=True,
+            database_url=pg_server.url_for(database), port=0, pubsub_port=0,
+            data_dir=tmp_path / "data", schedule_overrides={"outbox-relay": "* * * * * */2"},
+            notify_allow_loopback=True,
         )  # fmt: skip
         stack = LocalStack(settings)
         stack.start()

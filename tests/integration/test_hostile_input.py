@@ -337,6 +337,7 @@ def tight_stack(pg_server: TestServer, database: str, tmp_path: Path) -> Iterato
     settings = Settings(
         database_url=pg_server.url_for(database),
         port=0,
+        pubsub_port=0,
         data_dir=tmp_path / "data",
         http_read_timeout_s=1.0,
         http_max_connections=8,

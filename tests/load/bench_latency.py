@@ -31,6 +31,7 @@ def start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, float]:
         {
             "HOOKYARD_DATA_DIR": str(data_dir),
             "HOOKYARD_PORT": str(port),
+            "HOOKYARD_PUBSUB_PORT": "0",
             "HOOKYARD_LOG_LEVEL": "WARNING",
         }
     )

@@ -59,8 +59,9 @@ def running_stack(
     """Loopback notify_urls are allowed by default: the tests' receivers listen on 127.0.0.1.
     `dev_processes` runs the four targets as their own processes, as `hookyard dev` does."""
     settings = Settings(
-        database_url=pg_server.url_for(database), port=0, data_dir=tmp_path / "data",
-        notify_allow_loopback=notify_allow_loopback, dev_processes=dev_processes,
+        database_url=pg_server.url_for(database), port=0, pubsub_port=0,
+        data_dir=tmp_path / "data", notify_allow_loopback=notify_allow_loopback,
+        dev_processes=dev_processes,
     )  # fmt: skip
     stack = LocalStack(settings, topology=topology or get_topology(), worker_hook=worker_hook)
     stack.start()
