@@ -32,13 +32,12 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-Surface = Literal["pubsub", "tasks", "cron", "emulator"]
+Surface = Literal["pubsub", "tasks", "cron"]
 
 LOCAL_CALLERS: dict[Surface, str] = {
     "pubsub": "pubsub-push@hookyard.local",
     "tasks": "cloud-tasks@hookyard.local",
     "cron": "cloud-scheduler@hookyard.local",
-    "emulator": "local-publisher@hookyard.local",
 }
 SIGNING_KEY_FILE = "oidc-signing-key.pem"
 SIGNING_CERT_FILE = "oidc-signing-cert.pem"

@@ -24,27 +24,21 @@ from common.config import Settings
 from common.db import migrate
 from common.db.engine import create_db_engine, set_engine
 from common.emulator_stats import emulator_backlog
-from common.errors import NotFound, Problem
-from common.http import Handler, problem_response, reject_cross_site, require_json_body
+from common.errors import NotFound
+from common.http import Handler, problem_response
 from common.logging import get_logger
-from common.messaging.local import LocalPublisher
-from common.messaging.tasks import LocalTaskQueue
-from common.oidc import CallerVerifier
+from common.messaging.local_wiring import LocalWiring
 from common.secrets import EnvSecretStore
 from common.service_identity import (
     LOCAL_CERTS_PATH,
-    LOCAL_ISSUER_PATH,
-    Surface,
     audience_for,
     certificates_for,
-    verifier_for,
 )
 from common.topology import Topology, get_topology
 from composition.adapters import Adapters
 from composition.targets import TARGETS, Composition, Target, TargetName
 from hookyard.broker import Broker
 from hookyard.broker.grpc_api import PubSubGrpcServer
-from hookyard.broker.http import handle_publish
 from hookyard.dev_secrets import ensure_dev_secrets
 from hookyard.front_door import forward_to, upstream_client
 from hookyard.local_identity import LocalIdentity
@@ -54,7 +48,6 @@ from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.stack_url import pubsub_record_path, record_path
 from hookyard.supervisor import Supervisor, TargetProcess, target_environment
 from hookyard.tasks import TaskEmulator
-from hookyard.tasks.http import handle as handle_tasks_api
 from hookyard.tasks.rest_api import handler as tasks_rest_api
 from workers.push import EnvelopeHook
 
@@ -148,15 +141,8 @@ class LocalStack:
         identity = self.identity = LocalIdentity(self.secrets_dir, base)
         certs = certificates_for(settings, base)
 
-        def verifier(surface: Surface) -> CallerVerifier:
-            return verifier_for(surface, settings, base, certs)
-
         if settings.dev_processes:
-            # Spawned now so their imports overlap the rest of the start; they reach nothing
-            # of the stack's before their first request.
-            env = target_environment(settings, database_url=url, stack_url=base)
-            self.supervisor = Supervisor([TargetProcess(t, env) for t in TARGETS])
-            self.supervisor.spawn()
+            self.supervisor = Supervisor([TargetProcess(t) for t in TARGETS])
         worker_url = self.supervisor.by_name("worker").url if self.supervisor else base
         self.broker = Broker(
             engine, self.topology, worker_url, project=project, token=identity.provider("pubsub")
@@ -167,13 +153,20 @@ class LocalStack:
             token=identity.provider("tasks"), minter=identity.minter.token,
         )  # fmt: skip
         self.tasks.install()
-        publisher = LocalPublisher(
-            base, project, settings.publish_timeout_s, token=identity.provider("emulator")
+        # Google's Pub/Sub API for the client libraries; publishing needs no dispatcher yet.
+        pubsub_grpc = self.pubsub_grpc = PubSubGrpcServer(
+            self.broker, "127.0.0.1", settings.pubsub_port
         )
-        task_queue = LocalTaskQueue(
-            base, project, location, settings.publish_timeout_s,
-            token=identity.provider("emulator"),
-        )  # fmt: skip
+        pubsub_grpc.start()
+        # The production adapters, on the emulators' Google APIs: tasks go to the worker with
+        # a token for the stack's audience, as every local service token.
+        wiring = LocalWiring(
+            stack_url=base, worker_url=worker_url, pubsub_emulator_host=self.pubsub_emulator_host
+        )
+        if self.supervisor is not None:
+            # Spawned now so their imports overlap the rest of the start; they reach nothing
+            # of the stack's before their first request.
+            self.supervisor.spawn(target_environment(settings, wiring, database_url=url))
         if self.supervisor is not None:
             self._upstream = upstream_client(settings.http_max_connections)
             mounts.update(
@@ -183,6 +176,7 @@ class LocalStack:
                 }
             )
         else:
+            publisher, task_queue = wiring.publisher(settings), wiring.task_queue(settings)
             adapters = Adapters(
                 engine=lambda: engine,
                 secrets=lambda: store,
@@ -195,9 +189,7 @@ class LocalStack:
             self._build_targets(adapters)
         mounts.update(
             {
-                "emulator": emulator_handler(
-                    self.broker, self.tasks, identity, verifier("emulator")
-                ),
+                "emulator": certificates_handler(identity),
                 "openapi.json": openapi_handler(self.topology),
                 # Cloud Tasks v2 REST at Google's paths: CloudTasksClient's api_endpoint.
                 "v2": tasks_rest_api(self.tasks),
@@ -210,10 +202,6 @@ class LocalStack:
         if self.supervisor is not None:
             self.supervisor.wait_ready()
         self.broker.start()
-        # Google's Pub/Sub API for the client libraries, after the broker it publishes into.
-        pubsub_grpc = PubSubGrpcServer(self.broker, "127.0.0.1", settings.pubsub_port)
-        pubsub_grpc.start()
-        self.pubsub_grpc = pubsub_grpc
         pubsub_record = pubsub_record_path(settings.data_dir)
         pubsub_record.write_text(self.pubsub_emulator_host + "\n", encoding="utf-8")
         self.tasks.start()
@@ -291,26 +279,13 @@ def _forget_record(record: Path, value: str) -> None:
             record.unlink()
 
 
-def emulator_handler(
-    broker: Broker, tasks: TaskEmulator, identity: LocalIdentity, verifier: CallerVerifier
-) -> Handler:
-    """`/emulator/pubsub/...` and `/emulator/tasks/...`, the two local Google APIs, for the
-    stack's own callers only; `/emulator/oauth2/v1/certs`, public as Google's is."""
+def certificates_handler(identity: LocalIdentity) -> Handler:
+    """`/emulator/oauth2/v1/certs`: the certificates of the stack's tokens, public as Google's."""
 
     def handle(request: Request) -> Response:
-        if request.path.startswith(LOCAL_ISSUER_PATH + "/"):
-            if request.path != LOCAL_CERTS_PATH:
-                return problem_response(NotFound("no such issuer endpoint"), request.path)
-            return identity.handle_certs(request)
-        try:
-            reject_cross_site(request)
-            verifier.verify(request)
-            require_json_body(request)
-        except Problem as problem:
-            return problem_response(problem, request.path)
-        if request.path.startswith("/emulator/tasks/"):
-            return handle_tasks_api(tasks, request)
-        return handle_publish(broker, request)
+        if request.path != LOCAL_CERTS_PATH:
+            return problem_response(NotFound("no such issuer endpoint"), request.path)
+        return identity.handle_certs(request)
 
     return handle
 

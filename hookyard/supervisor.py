@@ -27,6 +27,7 @@ import httpx
 from common.config import Settings
 from common.errors import ConfigError
 from common.logging import get_logger
+from common.messaging.local_wiring import LocalWiring
 
 log = get_logger(__name__)
 
@@ -35,16 +36,18 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 
 
-def target_environment(settings: Settings, *, database_url: str, stack_url: str) -> dict[str, str]:
+def target_environment(
+    settings: Settings, wiring: LocalWiring, *, database_url: str
+) -> dict[str, str]:
     """A target process's environment: this one's, with every setting the stack runs on
     written out (they may have come from arguments, not the environment), pointed at the
     stack's database and at the stack itself for tokens, certificates and the emulators."""
     env = dict(os.environ)
     values = settings.model_dump(mode="json", exclude_none=True)
     values.update(
+        wiring.environment(),
         env="local",
         database_url=database_url,
-        emulator_url=stack_url,
         data_dir=str(settings.data_dir.resolve()),
         dev_processes=False,
     )
@@ -56,7 +59,7 @@ def target_environment(settings: Settings, *, database_url: str, stack_url: str)
 @dataclass
 class TargetProcess:
     name: str
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     restarts: int = field(default=0, init=False)
@@ -123,8 +126,9 @@ class Supervisor:
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _watcher: threading.Thread | None = field(default=None, init=False)
 
-    def spawn(self) -> None:
+    def spawn(self, env: Mapping[str, str]) -> None:
         for target in self.targets:
+            target.env = env
             target.spawn()
 
     def wait_ready(self) -> None:

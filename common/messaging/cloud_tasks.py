@@ -59,10 +59,14 @@ class CloudTasksQueue:
         timeout_s: float,
         client: Any = None,
         endpoint: str | None = None,
+        audience: str | None = None,
     ) -> None:
+        """`audience` defaults to `worker_url`; the local stack names its own address, the
+        audience of every token it mints, while tasks go straight to the worker process."""
         self._project = project
         self._location = location
         self._worker_url = worker_url.rstrip("/")
+        self._audience = (audience or worker_url).rstrip("/")
         self._service_account = service_account
         self._timeout = timeout_s
         self._client: Lazy[Any] = Lazy(lambda: _tasks_client(endpoint), client)
@@ -101,7 +105,7 @@ class CloudTasksQueue:
         if self._service_account:
             http_request["oidc_token"] = {
                 "service_account_email": self._service_account,
-                "audience": self._worker_url,
+                "audience": self._audience,
             }
         body: dict[str, Any] = {"http_request": http_request}
         if task.name:

@@ -48,16 +48,9 @@ def get_task_queue() -> TaskQueue:
             timeout_s=settings.publish_timeout_s,
             endpoint=settings.cloud_tasks_endpoint,
         )
-    from common.messaging.tasks import LocalTaskQueue
-    from common.service_identity import LocalTokenFile
+    from common.messaging.local_wiring import LocalWiring
 
-    return LocalTaskQueue(
-        settings.broker_url,
-        settings.gcp_project,
-        settings.gcp_region,
-        settings.publish_timeout_s,
-        token=LocalTokenFile(settings, "emulator"),
-    )
+    return LocalWiring.from_settings(settings).task_queue(settings)
 
 
 @lru_cache(maxsize=1)
@@ -71,12 +64,6 @@ def get_publisher() -> Publisher:
             settings.publish_timeout_s,
             emulator_host=settings.pubsub_emulator_host,
         )
-    from common.messaging.local import LocalPublisher
-    from common.service_identity import LocalTokenFile
+    from common.messaging.local_wiring import LocalWiring
 
-    return LocalPublisher(
-        settings.broker_url,
-        settings.gcp_project,
-        settings.publish_timeout_s,
-        token=LocalTokenFile(settings, "emulator"),
-    )
+    return LocalWiring.from_settings(settings).publisher(settings)

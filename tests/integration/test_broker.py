@@ -14,18 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import flask
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 
-from common.messaging.local import LocalPublisher, publish_path
 from common.topology import DeadLetterPolicy, RetryPolicy, Subscription, Topic, Topology
 from hookyard.broker import Broker, store
 from hookyard.broker.backoff import PushBackoff
-from hookyard.broker.http import handle_publish
 from hookyard.broker.settle import ACK_STATUSES, PushResult
 from tests.support.scripted_server import ScriptedServer
 
@@ -506,120 +502,6 @@ def test_stop_wakes_the_sleeping_dispatcher_and_is_idempotent(make_broker: Broke
     assert not stopping.is_alive(), "stop waited for the dispatcher's idle sleep"
     with pytest.raises(RuntimeError):
         broker.start()
-
-
-@pytest.fixture
-def publish_app(make_broker: BrokerFactory) -> tuple[flask.Flask, Broker]:
-    broker = make_broker()
-    broker.start()
-    app = flask.Flask("broker-test")
-
-    @app.route("/emulator/pubsub/v1/projects/<project>/topics/<topic>:publish", methods=["POST"])
-    def publish(project: str, topic: str) -> flask.Response:
-        return handle_publish(broker, flask.request)
-
-    return app, broker
-
-
-def test_http_publish_returns_ids_and_delivers(
-    publish_app: tuple[flask.Flask, Broker], receiver: Receiver
-) -> None:
-    app, broker = publish_app
-    body = {
-        "messages": [
-            {"data": base64.b64encode(b"one").decode(), "attributes": {"a": "1"}},
-            {"data": base64.b64encode(b"two").decode(), "orderingKey": "k"},
-        ]
-    }
-    response = app.test_client().post(publish_path(PROJECT, "plain"), json=body)
-    assert response.status_code == 200
-    assert response.mimetype == "application/json"
-    ids = response.get_json()["messageIds"]
-    assert len(ids) == 2
-    assert all(isinstance(i, str) for i in ids)
-    seen = receiver.wait_for(lambda s: len(s) == 2)
-    assert sorted(r.message_id for r in seen) == sorted(ids)
-    _settled(broker)
-
-
-def test_local_publisher_speaks_the_emulator_protocol(
-    publish_app: tuple[flask.Flask, Broker], receiver: Receiver
-) -> None:
-    app, _broker = publish_app
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        publisher = LocalPublisher(f"http://127.0.0.1:{server.port}", PROJECT, timeout_s=HANG_S)
-        message_id = publisher.publish("plain", b"over http", {"k": "v"}, ordering_key="o")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(HANG_S)
-    (request,) = receiver.wait_for(lambda s: len(s) == 1)
-    assert request.message_id == message_id
-    assert base64.b64decode(request.message["data"]) == b"over http"
-    assert request.message["orderingKey"] == "o"
-
-
-def _message(**overrides: Any) -> dict[str, Any]:
-    return {"messages": [{"data": base64.b64encode(b"x").decode(), **overrides}]}
-
-
-REJECTED: list[tuple[str, Any, int]] = [
-    (publish_path(PROJECT, "no-such-topic"), _message(), 404),
-    (publish_path("other-project", "plain"), _message(), 404),
-    (publish_path(PROJECT, "plain"), _message(data="not base64!"), 400),
-    (publish_path(PROJECT, "plain"), b"{not json", 400),
-    (publish_path(PROJECT, "plain"), {"messages": []}, 400),
-    (publish_path(PROJECT, "plain"), {"messages": [{}]}, 400),
-    (publish_path(PROJECT, "plain"), _message(attributes={"k": 1}), 400),
-    (publish_path(PROJECT, "plain"), _message(attributes={f"k{i}": "v" for i in range(101)}), 400),
-    (publish_path(PROJECT, "plain"), _message(attributes={"k" * 257: "v"}), 400),
-    (publish_path(PROJECT, "plain"), _message(attributes={"k": "v" * 1025}), 400),
-    (publish_path(PROJECT, "plain"), _message(orderingKey="k" * 1025), 400),
-]  # fmt: skip
-
-
-def test_http_publish_rejects_with_problem_json(
-    publish_app: tuple[flask.Flask, Broker],
-) -> None:
-    """One database for all cases: each would otherwise pay for its own."""
-    app, broker = publish_app
-    client = app.test_client()
-    for path, body, status in REJECTED:
-        if isinstance(body, bytes):
-            response = client.post(path, data=body, content_type="application/json")
-        else:
-            response = client.post(path, json=body)
-        case = f"{path} {str(body)[:80]}"
-        assert response.status_code == status, case
-        assert response.mimetype == "application/problem+json", case
-        problem = response.get_json()
-        assert problem["status"] == status, case
-        assert problem["type"].startswith("https://hookyard.dev/problems/"), case
-        assert problem["instance"] == path, case
-    assert broker.pending_count() == 0
-
-
-def test_http_publish_accepts_the_limits_exactly(
-    publish_app: tuple[flask.Flask, Broker],
-) -> None:
-    app, _broker = publish_app
-    attributes = {f"{i:03d}" + "k" * 253: "v" * 1024 for i in range(100)}
-    response = app.test_client().post(
-        publish_path(PROJECT, "nobody-listens"),
-        json=_message(attributes=attributes, orderingKey="k" * 1024),
-    )
-    assert response.status_code == 200, response.get_json()
-
-
-def test_oversized_message_is_rejected(publish_app: tuple[flask.Flask, Broker]) -> None:
-    app, _broker = publish_app
-    data = base64.b64encode(b"x" * (10 * 1000 * 1000 + 1)).decode()
-    response = app.test_client().post(publish_path(PROJECT, "plain"), json=_message(data=data))
-    assert response.status_code == 400
-    assert "10 MB" in response.get_json()["detail"]
 
 
 FILTERED_TOPOLOGY = Topology(

@@ -372,6 +372,20 @@ def test_a_refused_publish_has_googles_status_and_stores_nothing(
     assert _message_count(shared) == before
 
 
+def test_a_publish_at_every_limit_exactly_is_accepted(
+    shared: LocalStack, channel: grpc.Channel
+) -> None:
+    """100 attributes of 256-byte keys and 1,024-byte values, a 1,024-byte ordering key."""
+    attributes = {f"{i:03d}" + "k" * 253: "v" * 1024 for i in range(100)}
+    message = types.PubsubMessage(data=b"x", attributes=attributes, ordering_key="k" * 1024)
+    code, raw = _raw_call(channel, "Publish", _publish(message))
+    assert code == grpc.StatusCode.OK
+    assert isinstance(raw, bytes)
+    (message_id,) = types.PublishResponse.deserialize(raw).message_ids
+    assert shared.engine is not None
+    assert len(_stored(shared.engine, message_id).attributes) == 100
+
+
 def test_unknown_topic_says_topic_not_found(channel: grpc.Channel) -> None:
     code, details = _raw_call(
         channel, "Publish", _publish(_msg(), topic=f"projects/{PROJECT}/topics/nope")

@@ -273,19 +273,19 @@ def test_cron_schedule_time_out_of_range_is_400(
     assert problem["field"] == "X-CloudScheduler-ScheduleTime"
 
 
-def test_emulator_apis_refuse_what_google_refuses(stack: LocalStack, client: httpx.Client) -> None:
-    headers = svc(stack, "emulator")
-    tasks = "/emulator/tasks/v2/projects/local-project/locations/us-central1/queues/jobs/tasks"
+def test_the_tasks_api_refuses_what_google_refuses(stack: LocalStack, client: httpx.Client) -> None:
+    """Pub/Sub's gRPC API meets the same kinds in tests/integration/test_broker_grpc.py."""
+    tasks = "/v2/projects/local-project/locations/us-central1/queues/jobs/tasks"
     parent = "projects/local-project/locations/us-central1/queues/jobs"
-    nul_name = {"task": {"name": f"{parent}/tasks/a\u0000b", "httpRequest": {"body": ""}}}
-    refused = client.post(tasks, json=nul_name, headers=headers)
+    url = f"{stack.url}/tasks/jobs"
+    nul_name = {"task": {"name": f"{parent}/tasks/a\u0000b", "httpRequest": {"url": url}}}
+    refused = client.post(tasks, json=nul_name)
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["status"] == "INVALID_ARGUMENT"
-    assert client.post(tasks, content=DEEP, headers=headers).status_code == 400
-    publish = "/emulator/pubsub/v1/projects/local-project/topics/events:publish"
-    surrogate = b'{"messages": [{"data": "e30=", "attributes": {"k": "v\\ud800"}}]}'
-    assert_problem(client.post(publish, content=surrogate, headers=headers), 400, "attribute")
-    assert_problem(client.post(publish, content=DEEP, headers=headers), 400, "deeper")
+    surrogate = b'{"task": {"httpRequest": {"url": "http://x/", "headers": {"k": "v\\ud800"}}}}'
+    json_type = {"Content-Type": "application/json"}
+    assert client.post(tasks, content=surrogate, headers=json_type).status_code == 400
+    assert client.post(tasks, content=DEEP, headers=json_type).status_code == 400
 
 
 # -- body limits, timeouts and the connection cap -------------------------------------------
@@ -302,16 +302,14 @@ def chunks(total: int) -> Iterator[bytes]:
         ("/pubsub/ledger", 14 * 1024 * 1024),
         ("/tasks/jobs", 1024 * 1024),
         ("/admin/dead-letters/discard", 1024 * 1024),
-        ("/emulator/pubsub/v1/projects/local-project/topics/events:publish", 16 * 1024 * 1024),
-        ("/emulator/tasks/v2/projects/local-project/locations/us-central1/queues/jobs/tasks",
-         512 * 1024),
+        ("/v2/projects/local-project/locations/us-central1/queues/jobs/tasks", 512 * 1024),
     ],
 )  # fmt: skip
 def test_every_surface_has_a_body_limit(
     stack: LocalStack, client: httpx.Client, path: str, limit: int
 ) -> None:
     surface: Surface | None = next(
-        (s for s in ("pubsub", "tasks", "emulator") if path.startswith(f"/{s}/")), None
+        (s for s in ("pubsub", "tasks") if path.startswith(f"/{s}/")), None
     )
     headers = {
         "Content-Type": "application/json",

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.messaging.local import LocalPublisher
+from common.messaging.pubsub import PubSubPublisher
 from common.secrets import EnvSecretStore
 from common.topology import get_topology
 from functions.webhooks import WebhookIngest
@@ -115,9 +115,9 @@ def test_publish_failure_is_503(tmp_path: Path) -> None:
 
     from werkzeug.serving import make_server
 
-    dead_broker = f"http://127.0.0.1:{free_port()}"
+    dead_broker = f"127.0.0.1:{free_port()}"
     ingest = WebhookIngest(
-        get_topology(), EnvSecretStore(), LocalPublisher(dead_broker, "p", timeout_s=2)
+        get_topology(), EnvSecretStore(), PubSubPublisher("p", 2, emulator_host=dead_broker)
     )
     server = make_server("127.0.0.1", 0, create_app({"webhooks": ingest.handle}), threaded=True)
     thread = threading.Thread(target=server.serve_forever)

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from standardwebhooks.webhooks import Webhook
 
 from common.db import outbox
-from common.messaging.tasks import LocalTaskQueue
+from common.messaging.local_wiring import LocalWiring
 from common.outbox_relay import OutboxRelay
 from tests.support.postgres import TestServer
 from tests.support.receiver import Receiver, receiver
@@ -19,7 +19,6 @@ from tests.support.stack import (
     admin,
     running_stack,
     service_headers,
-    service_token,
     signed_stripe,
     stripe_event,
     wait_for,
@@ -94,10 +93,9 @@ def test_relaying_twice_sends_once_and_the_sweeper_catches_orphans(
         wait_for(lambda: len(hook.received) == 1, timeout=60)
         with engine.connect() as conn:
             [row_id] = conn.execute(sa.text("SELECT id FROM outbox")).scalars().all()
-        queue = LocalTaskQueue(
-            stack.url, "local-project", "us-central1", 5,
-            token=lambda: service_token(stack, "emulator"),
-        )  # fmt: skip
+        queue = LocalWiring(stack.url, stack.url, stack.pubsub_emulator_host).task_queue(
+            stack.settings
+        )
         relay = OutboxRelay(engine, queue)
         assert relay.relay([row_id]) == 1  # ALREADY_EXISTS counts as relayed
         # A change whose relay never ran (the process died right after commit):

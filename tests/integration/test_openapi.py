@@ -71,7 +71,7 @@ def test_every_documented_operation_is_routed(live: LocalStack, document: dict[s
 
 
 SERVICE_SURFACES: dict[str, Surface] = {
-    "pubsub": "pubsub", "tasks": "tasks", "cron": "cron", "emulator": "emulator",
+    "pubsub": "pubsub", "tasks": "tasks", "cron": "cron",
 }  # fmt: skip
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import itertools
 import threading
@@ -21,11 +20,12 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 
 from common.errors import PublishError
-from common.messaging.tasks import LocalTaskQueue, TaskRequest, create_task_path, valid_task_id
+from common.messaging.cloud_tasks import CloudTasksQueue
+from common.messaging.tasks import TaskRequest, valid_task_id
 from common.topology import Queue, RateLimits, TaskRetryConfig, Topology
 from hookyard.tasks import TaskEmulator, store
 from hookyard.tasks.dispatcher import eta_header
-from hookyard.tasks.http import handle
+from hookyard.tasks.rest_api import handler as tasks_rest_api
 from tests.support.scripted_server import Reply, ScriptedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -506,160 +506,44 @@ def test_stop_wakes_the_sleeping_dispatcher_and_is_idempotent(
 
 
 @pytest.fixture
-def tasks_app(make_emulator: EmulatorFactory) -> tuple[flask.Flask, TaskEmulator]:
+def tasks_api(make_emulator: EmulatorFactory) -> Iterator[str]:
+    """The emulator's Cloud Tasks REST API on a real socket, as `CloudTasksClient` reaches it."""
     emulator = make_emulator()
     emulator.start()
     app = flask.Flask("tasks-test")
+    api = tasks_rest_api(emulator)
 
-    @app.route("/emulator/tasks/<path:rest>", methods=["GET", "POST"])
-    def tasks_api(rest: str) -> flask.Response:
-        return handle(emulator, flask.request)
+    @app.route("/v2/<path:rest>", methods=["GET", "POST", "DELETE"])
+    def route(rest: str) -> flask.Response:
+        return api(flask.request)
 
-    return app, emulator
-
-
-QUEUE_PATH = f"/emulator/tasks/v2/projects/{PROJECT}/locations/{LOCATION}/queues"
-TASK_PREFIX = f"projects/{PROJECT}/locations/{LOCATION}/queues/jobs/tasks/"
-
-
-def _create_body(**task: Any) -> dict[str, Any]:
-    task.setdefault("httpRequest", {"body": base64.b64encode(b"payload").decode()})
-    return {"task": task}
-
-
-def test_rest_create_answers_the_task_and_delivers_it(
-    tasks_app: tuple[flask.Flask, TaskEmulator], receiver: Receiver
-) -> None:
-    app, _emulator = tasks_app
-    client = app.test_client()
-    before = datetime.now(UTC)
-    eta = "2020-01-01T00:00:00.123456789Z"  # past: becomes now
-    body = _create_body(
-        name=TASK_PREFIX + "rest-1",
-        scheduleTime=eta,
-        httpRequest={
-            "httpMethod": "POST",
-            "url": "https://ignored.example/elsewhere",
-            "body": base64.b64encode(b"over rest").decode(),
-            "headers": {"Content-Type": "text/plain"},
-        },
-    )
-    response = client.post(f"{QUEUE_PATH}/jobs/tasks", json=body)
-    assert response.status_code == 200, response.get_json()
-    task = response.get_json()
-    assert task["name"] == TASK_PREFIX + "rest-1"
-    assert task["dispatchCount"] == 0
-    assert task["responseCount"] == 0
-    assert task["httpRequest"]["url"] == receiver.url + "/tasks/jobs"
-    created = datetime.fromisoformat(task["createTime"].replace("Z", "+00:00"))
-    scheduled = datetime.fromisoformat(task["scheduleTime"].replace("Z", "+00:00"))
-    assert before - timedelta(milliseconds=1) <= created <= datetime.now(UTC)
-    assert scheduled >= created
-    (attempt,) = receiver.wait_for(_count(1))
-    assert (attempt.task, attempt.body) == ("rest-1", b"over rest")
-    assert attempt.headers["Content-Type"] == "text/plain"
-
-    again = client.post(f"{QUEUE_PATH}/jobs/tasks", json=body)
-    assert again.status_code == 409
-    assert again.get_json()["error"]["status"] == "ALREADY_EXISTS"
-    assert again.get_json()["error"]["code"] == 409
-
-
-REJECTED: list[tuple[str, str, Any, int]] = [
-    ("POST", f"{QUEUE_PATH}/no-such-queue/tasks", _create_body(), 404),
-    ("POST", f"/emulator/tasks/v2/projects/other/locations/{LOCATION}/queues/jobs/tasks",
-     _create_body(), 404),
-    ("GET", f"{QUEUE_PATH}/jobs/tasks", None, 404),
-    ("POST", f"{QUEUE_PATH}/jobs:explode", {}, 404),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(name=TASK_PREFIX + "bad.id"), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(name=TASK_PREFIX + "x" * 501), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks",
-     _create_body(name=f"projects/{PROJECT}/locations/{LOCATION}/queues/narrow/tasks/x"), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", b"{not json", 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", {"task": {}}, 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(httpRequest={"body": "not base64!"}), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks",
-     _create_body(httpRequest={"body": "", "headers": {"X-N": 1}}), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks",
-     _create_body(httpRequest={"body": "", "headers": {"X-N": "a\r\nb"}}), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks",
-     _create_body(httpRequest={"body": "", "httpMethod": "GET"}), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(scheduleTime="tomorrow"), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(scheduleTime="2026-01-01T00:00:00"), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks", _create_body(scheduleTime="2999-01-01T00:00:00Z"), 400),
-    ("POST", f"{QUEUE_PATH}/jobs/tasks",
-     _create_body(httpRequest={"body": base64.b64encode(b"x" * 102_401).decode()}), 400),
-]  # fmt: skip
-
-
-def test_rest_errors_use_the_google_error_shape(
-    tasks_app: tuple[flask.Flask, TaskEmulator],
-) -> None:
-    """One database for all cases: each would otherwise pay for its own."""
-    app, emulator = tasks_app
-    client = app.test_client()
-    for method, path, body, status in REJECTED:
-        if isinstance(body, bytes):
-            response = client.open(path, method=method, data=body, content_type="application/json")
-        else:
-            response = client.open(path, method=method, json=body)
-        case = f"{method} {path} {str(body)[:80]}"
-        assert response.status_code == status, case
-        error = response.get_json()["error"]
-        assert error["code"] == status, case
-        assert error["status"] == {400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}[status], case
-        assert error["message"], case
-    assert emulator.pending_count() == 0
-
-
-def test_rest_queue_operations(
-    tasks_app: tuple[flask.Flask, TaskEmulator], receiver: Receiver
-) -> None:
-    app, emulator = tasks_app
-    client = app.test_client()
-    paused = client.post(f"{QUEUE_PATH}/jobs:pause")
-    assert paused.status_code == 200
-    assert paused.get_json() == {
-        "name": f"projects/{PROJECT}/locations/{LOCATION}/queues/jobs",
-        "state": "PAUSED",
-    }
-    assert client.post(f"{QUEUE_PATH}/jobs/tasks", json=_create_body()).status_code == 200
-    purged = client.post(f"{QUEUE_PATH}/jobs:purge")
-    assert purged.status_code == 200
-    assert purged.get_json()["state"] == "PAUSED"
-    assert emulator.pending_count("jobs") == 0
-    resumed = client.post(f"{QUEUE_PATH}/jobs:resume")
-    assert resumed.status_code == 200
-    assert resumed.get_json()["state"] == "RUNNING"
-    assert client.post(f"{QUEUE_PATH}/no-such-queue:pause").status_code == 404
-    time.sleep(0.2)
-    assert receiver.attempts == []
-
-
-def test_local_task_queue_speaks_the_emulator_protocol(
-    tasks_app: tuple[flask.Flask, TaskEmulator], receiver: Receiver, engine: Engine
-) -> None:
-    app, _emulator = tasks_app
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        tasks = LocalTaskQueue(
-            f"http://127.0.0.1:{server.port}", PROJECT, LOCATION, timeout_s=HANG_S
-        )
-        eta = datetime.now(UTC) + timedelta(seconds=0.2)
-        request = TaskRequest("jobs", b"over http", "client-1", {"X-Trace": "t"}, eta)
-        assert tasks.enqueue(request) is True
-        assert tasks.enqueue(request) is False
-        assert tasks.enqueue(TaskRequest("jobs", b"anonymous")) is True
-        with pytest.raises(PublishError):
-            tasks.enqueue(TaskRequest("no-such-queue", b"x"))
-        with pytest.raises(PublishError):
-            tasks.enqueue(TaskRequest("jobs", b"x", "bad name"))
+        yield f"http://127.0.0.1:{server.port}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(HANG_S)
+
+
+def test_the_production_adapter_enqueues_through_the_rest_api(
+    tasks_api: str, receiver: Receiver, engine: Engine
+) -> None:
+    tasks = CloudTasksQueue(
+        PROJECT, LOCATION, worker_url=receiver.url, service_account=None, timeout_s=HANG_S,
+        endpoint=tasks_api,
+    )  # fmt: skip
+    eta = datetime.now(UTC) + timedelta(seconds=0.2)
+    request = TaskRequest("jobs", b"over http", "client-1", {"X-Trace": "t"}, eta)
+    assert tasks.enqueue(request) is True
+    assert tasks.enqueue(request) is False
+    assert tasks.enqueue(TaskRequest("jobs", b"anonymous")) is True
+    with pytest.raises(PublishError):
+        tasks.enqueue(TaskRequest("no-such-queue", b"x"))
+    with pytest.raises(PublishError):
+        tasks.enqueue(TaskRequest("jobs", b"x", "bad name"))
     seen = receiver.wait_for(_count(2))
     (named,) = [a for a in seen if a.task == "client-1"]
     assert named.body == b"over http"
@@ -667,19 +551,15 @@ def test_local_task_queue_speaks_the_emulator_protocol(
     assert named.headers["X-CloudTasks-TaskETA"] == _eta(engine, "jobs", "client-1", eta)
 
 
-def test_local_task_queue_reports_an_unreachable_emulator() -> None:
+def test_the_production_adapter_reports_an_unreachable_emulator() -> None:
     from tests.support.stack import free_port
 
-    tasks = LocalTaskQueue(f"http://127.0.0.1:{free_port()}", PROJECT, LOCATION, timeout_s=1)
-    with pytest.raises(PublishError, match="unreachable"):
+    tasks = CloudTasksQueue(
+        PROJECT, LOCATION, worker_url="http://127.0.0.1:1", service_account=None, timeout_s=5,
+        endpoint=f"http://127.0.0.1:{free_port()}",
+    )  # fmt: skip
+    with pytest.raises(PublishError):
         tasks.enqueue(TaskRequest("jobs", b"x", "nobody-home"))
-
-
-def test_create_task_path_is_the_v2_rest_shape() -> None:
-    assert (
-        create_task_path("p", "l", "q")
-        == "/emulator/tasks/v2/projects/p/locations/l/queues/q/tasks"
-    )
 
 
 @pytest.mark.parametrize(
