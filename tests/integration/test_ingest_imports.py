@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support.postgres import TestServer
 from tests.support.stack import TEST_SECRETS, free_port, running_stack
@@ -37,10 +38,21 @@ print(json.dumps({"status": response.status_code, "modules": sorted(sys.modules)
 """
 
 
+def _first_request(env: dict[str, str]) -> dict[str, Any]:
+    """A signed Stripe webhook as the first request of a fresh interpreter."""
+    secret = TEST_SECRETS["HOOKYARD_SECRET_WEBHOOK_SECRET_STRIPE"]
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUEST, secret],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcome: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return outcome
+
+
 def test_first_webhook_request_loads_no_cli_database_or_terminal_libraries(
     pg_server: TestServer, database: str, tmp_path: Path
 ) -> None:
-    secret = TEST_SECRETS["HOOKYARD_SECRET_WEBHOOK_SECRET_STRIPE"]
     with running_stack(pg_server, database, tmp_path) as stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
         env.update(TEST_SECRETS)
@@ -48,12 +60,7 @@ def test_first_webhook_request_loads_no_cli_database_or_terminal_libraries(
             "HOOKYARD_EMULATOR_URL": stack.url, "HOOKYARD_DATA_DIR": str(stack.settings.data_dir),
             "HOOKYARD_SECRETS": "env", "PUBSUB_EMULATOR_HOST": stack.pubsub_emulator_host,
         })  # fmt: skip
-        result = subprocess.run(
-            [sys.executable, "-c", FIRST_REQUEST, secret],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout.splitlines()[-1])
+        outcome = _first_request(env)
     assert outcome["status"] == 202
     assert loaded(outcome["modules"], NOT_FOR_INGEST_ANYWHERE) == []
 
@@ -68,13 +75,7 @@ def test_first_gcp_webhook_request_loads_only_the_pubsub_client() -> None:
         "HOOKYARD_ENV": "gcp", "HOOKYARD_SECRETS": "env", "HOOKYARD_PUBLISH_TIMEOUT_S": "2",
         "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
     })  # fmt: skip
-    secret = TEST_SECRETS["HOOKYARD_SECRET_WEBHOOK_SECRET_STRIPE"]
-    result = subprocess.run(
-        [sys.executable, "-c", FIRST_REQUEST, secret],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout.splitlines()[-1])
+    outcome = _first_request(env)
     assert loaded(outcome["modules"], NOT_FOR_INGEST_ANYWHERE) == []
     assert outcome["status"] == 503
     assert "google.pubsub_v1" in outcome["modules"]  # it did try to publish
