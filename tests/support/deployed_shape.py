@@ -35,7 +35,7 @@ from hookyard.tasks import TaskEmulator
 from hookyard.tasks.rest_api import handler as tasks_rest_api
 from tests.support.oidc import FakeGoogle, fake_google
 from tests.support.postgres import TestServer
-from tests.support.pubsub_emulator import google_pubsub_emulator
+from tests.support.pubsub_emulator import google_pubsub_emulator, require_gcloud
 from tests.support.push_front_end import PushFrontEnd, push_front_end
 from tests.support.stack import STANDARD_SECRET, TEST_SECRETS
 from tests.support.wsgi import serving
@@ -69,6 +69,8 @@ class DeployedShape:
 @contextmanager
 def deployed_shape(backend: Backend, pg_server: TestServer, tmp: Path) -> Iterator[DeployedShape]:
     """Everything is stopped on the way out, in reverse order, whatever failed."""
+    if backend == "google":
+        require_gcloud()  # before anything starts
     topology = get_topology()
     with ExitStack() as stack:
         database = pg_server.create_database()

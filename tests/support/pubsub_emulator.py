@@ -33,13 +33,19 @@ def accepts(port: int) -> bool:
         return False
 
 
+def require_gcloud() -> str:
+    """gcloud's path; skips the test, saying why, where it is not installed."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        pytest.skip(GCLOUD_MISSING)
+    return gcloud
+
+
 @contextmanager
 def google_pubsub_emulator(tmp_path: Path) -> Iterator[str]:
     """`PUBSUB_EMULATOR_HOST` (`127.0.0.1:PORT`) of a fresh emulator with its data under
     `tmp_path`; skips the test when gcloud is missing."""
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        pytest.skip(GCLOUD_MISSING)
+    gcloud = require_gcloud()
     port = free_port()
     (tmp_path / "data").mkdir(parents=True)
     log_path = tmp_path / "emulator.log"
