@@ -8,11 +8,6 @@ process group, which is stopped at the end whatever happened.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,73 +15,17 @@ from pathlib import Path
 import pytest
 
 from common.messaging.pubsub import PubSubPublisher
-from tests.support.stack import free_port
+from tests.support.pubsub_emulator import google_pubsub_emulator
 
 pytestmark = pytest.mark.timeout(300)
 
 PROJECT = "hookyard-emulated"
-START_BOUND_S = 120.0  # a cold JVM on a busy machine; only a broken install reaches it
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[str]:
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        pytest.skip("gcloud is not on PATH: Google's Pub/Sub emulator is not installed here")
-    port = free_port()
-    (tmp_path / "data").mkdir()
-    log_path = tmp_path / "emulator.log"
-    env = {
-        **os.environ,
-        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [gcloud, "beta", "emulators", "pubsub", "start",
-             f"--host-port=127.0.0.1:{port}", f"--data-dir={tmp_path / 'data'}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_BOUND_S
-        while not _accepts(port):
-            if process.poll() is not None:
-                pytest.fail(f"the emulator exited ({process.returncode}): {log_path.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the emulator did not listen within {START_BOUND_S}s")
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop_group(process)
-        assert not _accepts(port), "the emulator is still listening"
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """gcloud's wrapper and the JVM it starts share the process group we created."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            continue
-        # The wrapper is gone; the JVM may still be winding down in the group.
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(1)
+    with google_pubsub_emulator(tmp_path) as host:
+        yield host
 
 
 def test_attributes_with_parameter_names_reach_googles_emulator(
