@@ -96,13 +96,9 @@ class Broker:
             check_limits(message)
         if not self._installed:
             self.install()
+        routed = [(m, self._routes.subscribers(topic, m.attributes)) for m in messages]
         with self._engine.begin() as conn:
-            ids = [
-                store.publish(
-                    conn, topic, message, self._routes.subscribers(topic, message.attributes)
-                )
-                for message in messages
-            ]
+            ids = store.publish(conn, topic, routed)
         wakeup = self._wakeup
         if wakeup is not None:
             wakeup.set()

@@ -68,7 +68,7 @@ class Settler:
                 return "stale"
             copy = _dead_letter_copy(delivery, attempts, self._project)
             topic = policy.dead_letter_topic
-            store.publish(conn, topic, copy, self._routes.subscribers(topic, copy.attributes))
+            store.publish(conn, topic, [(copy, self._routes.subscribers(topic, copy.attributes))])
             outcome: Outcome = "dead-lettered"
         else:
             delay = redelivery_delay(subscription.retry_policy, attempts)

@@ -51,49 +51,60 @@ def install(conn: Connection) -> None:
     conn.exec_driver_sql(files(__package__).joinpath("schema.sql").read_text(encoding="utf-8"))
 
 
-_INSERT_MESSAGE = sa.text(
-    "INSERT INTO emulator.messages (topic, data, attributes, ordering_key) "
-    "VALUES (:topic, :data, CAST(:attributes AS jsonb), :ordering_key) RETURNING id"
-)
-_INSERT_DELIVERY = sa.text(
-    "INSERT INTO emulator.deliveries (subscription, message_id, ordering_key) "
-    "VALUES (:subscription, :message_id, :ordering_key)"
-)
-
-_NOTIFY = sa.text("SELECT pg_notify(:channel, :topic)")
+# One round trip for a whole publish request: ids are drawn in request order first, so the
+# deliveries can name their message and ordering keys keep the order they were published in.
+# The NOTIFY is sent by PostgreSQL only when the caller's transaction commits, so a woken
+# dispatcher always finds the rows.
+_PUBLISH = sa.text("""
+    WITH batch AS MATERIALIZED (
+        SELECT nextval(pg_get_serial_sequence('emulator.messages', 'id')) AS id, u.n,
+               u.data, u.attributes, u.ordering_key
+        FROM unnest(CAST(:data AS bytea[]), CAST(:attributes AS text[]),
+                    CAST(:ordering_keys AS text[]))
+             WITH ORDINALITY AS u(data, attributes, ordering_key, n)
+        ORDER BY u.n
+    ), messages AS (
+        INSERT INTO emulator.messages (id, topic, data, attributes, ordering_key)
+        OVERRIDING SYSTEM VALUE
+        SELECT id, :topic, data, CAST(attributes AS jsonb), ordering_key FROM batch
+    ), deliveries AS (
+        INSERT INTO emulator.deliveries (subscription, message_id, ordering_key)
+        SELECT r.subscription, b.id, r.ordering_key
+        FROM unnest(CAST(:route_n AS bigint[]), CAST(:route_subscription AS text[]),
+                    CAST(:route_ordering_key AS text[])) AS r(n, subscription, ordering_key)
+        JOIN batch AS b ON b.n = r.n
+    )
+    SELECT (SELECT array_agg(id ORDER BY n) FROM batch) AS ids,
+           pg_notify(:channel, :topic) AS notified
+""")
 
 
 def publish(
-    conn: Connection, topic: str, message: NewMessage, subscriptions: Sequence[Subscription]
-) -> int:
-    """Stores the message with one delivery per subscription and notifies listening brokers.
-
-    The notification is sent by PostgreSQL only when the caller's transaction commits, so a
-    woken dispatcher always finds the rows.
-    """
-    message_id: int = conn.execute(
-        _INSERT_MESSAGE,
+    conn: Connection,
+    topic: str,
+    messages: Sequence[tuple[NewMessage, Sequence[Subscription]]],
+) -> list[int]:
+    """Stores each message with one delivery per subscription it routes to, in one statement,
+    and notifies listening brokers on commit; returns the ids in the order given."""
+    routes: list[tuple[int, str, str]] = [
+        (n, sub.name, message.ordering_key if sub.enable_message_ordering else "")
+        for n, (message, subscriptions) in enumerate(messages, start=1)
+        for sub in subscriptions
+    ]
+    row = conn.execute(
+        _PUBLISH,
         {
             "topic": topic,
-            "data": message.data,
-            "attributes": json.dumps(dict(message.attributes)),
-            "ordering_key": message.ordering_key,
+            "channel": CHANNEL,
+            "data": [m.data for m, _ in messages],
+            "attributes": [json.dumps(dict(m.attributes)) for m, _ in messages],
+            "ordering_keys": [m.ordering_key for m, _ in messages],
+            "route_n": [n for n, _, _ in routes],
+            "route_subscription": [name for _, name, _ in routes],
+            "route_ordering_key": [key for _, _, key in routes],
         },
-    ).scalar_one()
-    if subscriptions:
-        conn.execute(
-            _INSERT_DELIVERY,
-            [
-                {
-                    "subscription": sub.name,
-                    "message_id": message_id,
-                    "ordering_key": message.ordering_key if sub.enable_message_ordering else "",
-                }
-                for sub in subscriptions
-            ],
-        )
-    conn.execute(_NOTIFY, {"channel": CHANNEL, "topic": topic})
-    return message_id
+    ).one()
+    return [int(i) for i in row.ids]
 
 
 # A delivery with an ordering key waits while an earlier one of its key is still open.

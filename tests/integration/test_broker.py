@@ -405,11 +405,60 @@ def test_a_raw_store_publish_wakes_the_dispatcher(
     idle.start()
     time.sleep(0.5)
     with engine.begin() as conn:
-        message_id = store.publish(
-            conn, "plain", store.NewMessage(b"x"), TOPOLOGY.subscriptions_of("plain")
+        (message_id,) = store.publish(
+            conn, "plain", [(store.NewMessage(b"x"), TOPOLOGY.subscriptions_of("plain"))]
         )
     (request,) = receiver.wait_for(lambda s: len(s) == 1)
     assert request.message_id == str(message_id)
+
+
+def test_a_publish_request_is_one_statement_with_its_deliveries(engine: Engine) -> None:
+    """Messages, their deliveries and the NOTIFY in one round trip, ids in request order, and
+    each subscription's copy keeps the ordering key only where ordering is enabled."""
+
+    with engine.begin() as conn:
+        store.install(conn)
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    sequenced = TOPOLOGY.subscriptions_of("sequenced")
+    orders: list[Subscription] = TOPOLOGY.subscriptions_of("orders")
+    request = [
+        (store.NewMessage(b"a", {"n": "1"}, "k"), sequenced),
+        (store.NewMessage(b"b", {"n": "2"}, "k"), [*sequenced, *orders]),
+        (store.NewMessage(b"c", {"n": "3"}), []),
+    ]
+    with engine.begin() as conn:
+        sa.event.listen(conn, "before_cursor_execute", record)
+        ids = store.publish(conn, "sequenced", request)
+        sa.event.remove(conn, "before_cursor_execute", record)
+    assert len(statements) == 1
+    assert ids == sorted(ids)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT id, data, attributes FROM emulator.messages WHERE id = ANY(:ids)"),
+            {"ids": ids},
+        ).all()
+        copies = conn.execute(
+            sa.text(
+                "SELECT message_id, subscription, ordering_key FROM emulator.deliveries "
+                "WHERE message_id = ANY(:ids) ORDER BY message_id, subscription"
+            ),
+            {"ids": ids},
+        ).all()
+    assert sorted((bytes(r.data), r.attributes["n"]) for r in stored) == [
+        (b"a", "1"), (b"b", "2"), (b"c", "3"),
+    ]  # fmt: skip
+    by_id = {r.id: bytes(r.data) for r in stored}
+    assert [by_id[i] for i in ids] == [b"a", b"b", b"c"]
+    assert [(by_id[c.message_id], c.subscription, c.ordering_key) for c in copies] == [
+        (b"a", "sequencer", "k"),
+        (b"b", "billing", ""),
+        (b"b", "sequencer", "k"),
+        (b"b", "shipping", ""),
+    ]
 
 
 def test_concurrent_pushes_are_bounded(make_broker: BrokerFactory, receiver: Receiver) -> None:
