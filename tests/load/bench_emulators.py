@@ -30,6 +30,7 @@ from common.logging import configure_logging
 from common.messaging.tasks import TaskRequest
 from common.topology import Queue, RateLimits, Subscription, Topic, Topology
 from hookyard.broker import Broker
+from hookyard.broker.store import NewMessage
 from hookyard.tasks import TaskEmulator
 from tests.support.dead_letter_seeds import seed_dead_letters
 from tests.support.postgres import TestServer, start_test_server
@@ -209,6 +210,36 @@ def stops(server: TestServer, make: Callable[[Engine, str], Stoppable]) -> list[
     return samples
 
 
+PUBLISHES = 300
+BATCH = 1000
+# Two subscriptions on one topic, as `events` has (event-log, ledger).
+PUBLISH_TOPOLOGY = Topology(
+    topics=[Topic(name="plain")],
+    subscriptions=[
+        Subscription(name="plain", topic="plain", push_path="/push/plain"),
+        Subscription(name="copy", topic="plain", push_path="/push/copy"),
+    ],
+)
+
+
+def publish_costs(server: TestServer) -> tuple[list[float], list[float]]:
+    """One message per request, and 1,000 per request, straight into the broker's store (the
+    dispatcher is not started, so nothing else competes for the database)."""
+    with _fresh(server) as (_, engine):
+        broker = Broker(engine, PUBLISH_TOPOLOGY, "http://127.0.0.1:1")
+        broker.install()
+        singles, batches = [], []
+        for n in range(PUBLISHES):
+            began = time.perf_counter()
+            broker.publish("plain", f"m{n}".encode(), {"n": str(n)})
+            singles.append(time.perf_counter() - began)
+        for _ in range(5):
+            began = time.perf_counter()
+            broker.publish_many("plain", [NewMessage(b"x", {"n": str(n)}) for n in range(BATCH)])
+            batches.append(time.perf_counter() - began)
+    return singles[20:], batches
+
+
 def main() -> None:
     # Per-message INFO lines would measure the terminal.
     configure_logging("WARNING")
@@ -216,6 +247,10 @@ def main() -> None:
     os.environ.update(TEST_SECRETS)  # the in-process stack reads its secrets from here
     server = start_test_server()
     try:
+        singles, batches = publish_costs(server)
+        print("broker publish, in-process, two copies per message (stored, routed, notified):")
+        print(f"  {'1 message a request':<22}{_ms(singles)}")
+        print(f"  {f'{BATCH} a request':<22}{_ms(batches)}")
         replay(server)
         task_rate(server)
         print("wake-up, a publish or create in another process -> the push arrives:")
