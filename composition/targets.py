@@ -12,15 +12,13 @@ from common.topology import Topology
 from composition.adapters import Adapters
 
 if TYPE_CHECKING:
-    from flask import Request, Response
-
+    from common.http import Handler
     from common.oidc import CallerVerifier
     from common.service_identity import Surface
     from workers.push import EnvelopeHook
 
 TargetName = Literal["webhook", "cron", "admin", "worker"]
 TARGETS: tuple[TargetName, ...] = get_args(TargetName)
-Handler = Callable[["Request"], "Response"]
 
 
 @dataclass

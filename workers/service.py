@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Request, Response
 
 from common.errors import NotFound
-from common.http import problem_response
-
-Handler = Callable[[Request], Response]
+from common.http import Handler, problem_response
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ class LocalWiring:
             "emulator_url": self.stack_url,
             "worker_url": self.worker_url,
             "pubsub_emulator_host": self.pubsub_emulator_host,
-            "cloud_tasks_endpoint": self.stack_url,
         }
 
     def publisher(self, settings: Settings) -> PubSubPublisher:

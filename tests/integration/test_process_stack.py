@@ -15,26 +15,22 @@ import pytest
 
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
-from tests.support.stack import admin, running_stack, signed_stripe, stripe_event, wait_for
+from tests.support.stack import (
+    admin,
+    module_stack,
+    running_stack,
+    signed_stripe,
+    stripe_event,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
 def stack(pg_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    from tests.support.stack import TEST_SECRETS
-
-    database = pg_server.create_database()
-    patch = pytest.MonkeyPatch()
-    for name, value in TEST_SECRETS.items():
-        patch.setenv(name, value)
-    tmp: Path = tmp_path_factory.mktemp("processes")
-    try:
-        with running_stack(pg_server, database, tmp, dev_processes=True) as running:
-            yield running
-    finally:
-        patch.undo()
-        pg_server.drop_database(database)
+    with module_stack(pg_server, tmp_path_factory.mktemp("processes"), dev_processes=True) as s:
+        yield s
 
 
 def _pids(stack: LocalStack) -> dict[str, int]:

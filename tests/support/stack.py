@@ -72,7 +72,9 @@ def running_stack(
 
 
 @contextmanager
-def module_stack(pg_server: TestServer, tmp_path: Path) -> Iterator[LocalStack]:
+def module_stack(
+    pg_server: TestServer, tmp_path: Path, *, dev_processes: bool = False
+) -> Iterator[LocalStack]:
     """One stack for a whole test module, on its own database, with the test secrets set for
     as long as it runs (the per-test autouse secrets fixture does not reach module scope)."""
     database = pg_server.create_database()
@@ -80,7 +82,7 @@ def module_stack(pg_server: TestServer, tmp_path: Path) -> Iterator[LocalStack]:
     for name, value in TEST_SECRETS.items():
         patch.setenv(name, value)
     try:
-        with running_stack(pg_server, database, tmp_path) as stack:
+        with running_stack(pg_server, database, tmp_path, dev_processes=dev_processes) as stack:
             yield stack
     finally:
         patch.undo()
