@@ -4,8 +4,10 @@ operator acted on its row is a new pending row."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import Engine
@@ -13,6 +15,7 @@ from sqlalchemy.engine import Engine
 from common.db import dead_letters, migrate, replays
 from common.db.dead_letters import REPLAY_OF, DeadLetter, Selection
 from tests.support.postgres import TestServer
+from tests.support.stack import admin, running_stack, signed_stripe, stripe_event, wait_for
 
 STORM = 50
 
@@ -216,3 +219,66 @@ def test_the_migration_folds_pending_duplicates_and_downgrades(pg_server: TestSe
     finally:
         engine.dispose()
         pg_server.drop_database(name)
+
+
+# -- through the real stack ------------------------------------------------------------------
+
+SENDER_RETRIES = 12
+
+
+def test_a_senders_retry_storm_is_one_dead_letter_and_replays_once(
+    pg_server: TestServer, database: str, engine: Engine, tmp_path: Path
+) -> None:
+    body = stripe_event("evt_storm", "payment_intent.succeeded", "acct_storm", amount_received=700)
+
+    def send(client: httpx.Client) -> None:
+        response = client.post("/webhooks/stripe", content=body, headers=signed_stripe(body))
+        assert response.status_code == 202
+
+    def pending(client: httpx.Client, failures: int) -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = client.get(
+            "/admin/dead-letters", params={"state": "pending"}
+        ).json()["items"]
+        return items if sum(i["failure_count"] for i in items) == failures else None
+
+    def replay(client: httpx.Client, dead_letter_id: int) -> None:
+        started = client.post("/admin/dead-letters/replay", json={
+            "ids": [dead_letter_id], "reason": "test"}).json()  # fmt: skip
+        wait_for(lambda: client.get(f"/admin/replays/{started['replay_id']}").json()["state"]
+                 == "done", timeout=60)  # fmt: skip
+
+    with (
+        running_stack(pg_server, database, tmp_path) as stack,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
+    ):
+        for _ in range(SENDER_RETRIES):
+            send(client)
+        [storm] = wait_for(lambda: pending(client, SENDER_RETRIES), timeout=120)
+        assert (storm["event_id"], storm["failure_count"]) == ("evt_storm", SENDER_RETRIES)
+        assert client.get("/admin/stats").json()["dead_letters"]["by_state"] == {"pending": 1}
+
+        # Replayed before the account exists: it fails again, as a new pending problem.
+        replay(client, storm["id"])
+        [relapse] = wait_for(lambda: pending(client, 1), timeout=120)
+        assert relapse["id"] != storm["id"]
+        assert relapse["replay_of"] == storm["id"]
+        send(client)  # the sender is still retrying: folds into the pending row
+        [relapse] = wait_for(lambda: pending(client, 2), timeout=120)
+        assert relapse["replay_of"] == storm["id"]
+        shown = client.get(f"/admin/dead-letters/{storm['id']}").json()
+        assert (shown["state"], shown["failure_count"]) == ("replayed", SENDER_RETRIES)
+
+        assert client.put("/admin/accounts/acct_storm", json={"currency": "usd"}).is_success
+        replay(client, relapse["id"])
+        wait_for(lambda: client.get("/admin/accounts/acct_storm").json()["available"] == 700)
+    with engine.connect() as conn:
+        counts = conn.execute(
+            sa.text("SELECT state, count(*), sum(failure_count) FROM dead_letters GROUP BY 1")
+        ).all()
+        postings = conn.execute(
+            sa.text("SELECT count(*) FROM ledger_transactions WHERE event_id = 'evt_storm'")
+        ).scalar_one()
+    assert {state: (int(n), int(f)) for state, n, f in counts} == {
+        "replayed": (2, SENDER_RETRIES + 2)
+    }
+    assert postings == 1
