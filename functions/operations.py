@@ -346,6 +346,7 @@ def dead_letter_json(row: DeadLetter) -> dict[str, Any]:
         "event_id": row.event_id,
         "event_type": row.event_type,
         "delivery_count": row.delivery_count,
+        "failure_count": row.failure_count,
         "error_class": row.error_class,
         "reason": row.error_message,
         "state": row.state,

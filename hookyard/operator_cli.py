@@ -208,8 +208,9 @@ def dlq_list(
         ("type", "text"),
         ("subscription", "key"),
         ("deliveries", "num"),
+        ("failures", "num"),
         ("reason", "text"),
-        ("last failed", "key"),
+        ("last seen", "key"),
     )
     for item in items:
         table.add_row(
@@ -221,6 +222,7 @@ def dlq_list(
                 item.get("event_type"),
                 item.get("subscription"),
                 item.get("delivery_count"),
+                item.get("failure_count"),
                 _truncate(item.get("reason"), REASON_WIDTH),
                 _ago(item.get("last_failed_at")),
             )
@@ -253,6 +255,7 @@ def dlq_show(
             "subscription",
             "message_id",
             "delivery_count",
+            "failure_count",
             "error_class",
             "reason",
             "first_failed_at",
@@ -612,14 +615,16 @@ def stats(
             )
         _print_wide(console, table)
     dead = body.get("dead_letters") or {}
-    by_state = _table(("state", "key"), ("count", "num"), title="dead letters")
+    by_state = _table(("state", "key"), ("count", "num"), ("failures", "num"), title="dead letters")
+    failures = dead.get("failures_by_state") or {}
     for state_name, count in sorted((dead.get("by_state") or {}).items()):
-        by_state.add_row(*_cells(state_name, count))
+        by_state.add_row(*_cells(state_name, count, failures.get(state_name)))
     _print_wide(console, by_state)
     by_reason = _table(
         ("subscription", "key"),
         ("reason", "text"),
         ("count", "num"),
+        ("failures", "num"),
         title="pending dead letters by reason",
     )
     for row in dead.get("by_reason") or []:
@@ -628,6 +633,7 @@ def stats(
                 row.get("subscription"),
                 _truncate(row.get("reason"), REASON_WIDTH),
                 row.get("count"),
+                row.get("failures"),
             )
         )
     _print_wide(console, by_reason)

@@ -1,7 +1,8 @@
 """Dead letters: every message that will not be applied as delivered, kept whole for replay.
 
 Both paths write here: the worker's permanent errors and the broker's forwards after
-`max_delivery_attempts`. Selection by filter is shared by listing, replay and discard, so
+`max_delivery_attempts`. A row is one problem, not one message: failures of the same event
+and error fold into it (`record`). Selection by filter is shared by listing, replay and discard, so
 an operator's `--filter` means the same thing everywhere.
 """
 
@@ -41,6 +42,7 @@ class DeadLetter:
     state: str
     first_failed_at: datetime
     last_failed_at: datetime
+    failure_count: int
     replay_id: int | None = None
     replay_of: int | None = None
 
@@ -93,25 +95,44 @@ class Selection:
 _COLUMNS = (
     "id, origin, subscription, message_id, source, event_id, event_type, data, attributes, "
     "delivery_count, error_class, error_message, state, first_failed_at, last_failed_at, "
-    "replay_id, replay_of"
+    "failure_count, replay_id, replay_of"
 )
 
-_RECORD = sa.text(
-    """
+_INSERT = """
     INSERT INTO dead_letters (origin, subscription, message_id, source, event_id, event_type,
                               data, attributes, delivery_count, error_class, error_message,
                               replay_of, first_failed_at)
     VALUES (:origin, :subscription, :message_id, :source, :event_id, :event_type,
             :data, CAST(:attributes AS jsonb), :delivery_count, :error_class, :error_message,
             (SELECT id FROM dead_letters WHERE id = :replay_of), coalesce(:first_failed_at, now()))
-    ON CONFLICT (subscription, message_id) DO UPDATE SET
+"""
+# The arbiters are the partial unique indexes of migration 0006, predicates included.
+_BY_EVENT = """
+    ON CONFLICT (subscription, source, event_id, (coalesce(error_class, '')))
+        WHERE state = 'pending' AND source IS NOT NULL AND event_id IS NOT NULL
+"""
+_BY_MESSAGE = """
+    ON CONFLICT (subscription, message_id)
+        WHERE state = 'pending' AND (source IS NULL OR event_id IS NULL)
+"""
+_FOLD = """
+    DO UPDATE SET
+        failure_count = dead_letters.failure_count + 1,
+        first_failed_at = LEAST(dead_letters.first_failed_at, EXCLUDED.first_failed_at),
+        last_failed_at = GREATEST(dead_letters.last_failed_at, now()),
         delivery_count = GREATEST(dead_letters.delivery_count, EXCLUDED.delivery_count),
+        replay_of = coalesce(dead_letters.replay_of, EXCLUDED.replay_of),
+        origin = EXCLUDED.origin,
+        message_id = EXCLUDED.message_id,
+        event_type = EXCLUDED.event_type,
+        data = EXCLUDED.data,
+        attributes = EXCLUDED.attributes,
         error_class = EXCLUDED.error_class,
-        error_message = EXCLUDED.error_message,
-        last_failed_at = now()
+        error_message = EXCLUDED.error_message
     RETURNING id
-    """
-)
+"""
+_RECORD_BY_EVENT = sa.text(_INSERT + _BY_EVENT + _FOLD)
+_RECORD_BY_MESSAGE = sa.text(_INSERT + _BY_MESSAGE + _FOLD)
 
 
 def record(
@@ -127,21 +148,37 @@ def record(
     error_message: str | None,
     first_failed_at: datetime | None = None,
 ) -> int:
-    """Idempotent per (subscription, message id): a redelivered failure updates its row.
+    """Folds a failure into the pending dead letter of its problem, or starts one.
 
-    A replayed message carries `hookyard_replay_of`, so failing again links the new dead
-    letter to the one it came from. Text is scrubbed of what PostgreSQL cannot hold (the
-    bytes stay exact), so a message refused for such content can still be kept.
+    The problem is the event and the error class (subscription, source, event id, class):
+    a sender's retry storm is one row whose `failure_count` grows, and a different error is
+    a second row. A message that names no event (poison bytes, a task) is its own problem,
+    per (subscription, message id).
+
+    Only a `pending` row absorbs failures. Once a row is replaying, replayed or discarded an
+    operator has acted on it, so a later failure is a new pending row: folding it into a
+    replaying row would let the replay mark it replayed unseen, and reopening a replayed one
+    would rewrite the history that `replay_of` links and a replay's counts point at. A
+    replayed message carries `hookyard_replay_of`, so its failure links to the row it came
+    from.
+
+    The row keeps the latest failing message whole (bytes, attributes, message id, error),
+    first seen and last seen: the reason shown is about the bytes shown, and a replay
+    republishes the payload as the sender last sent it. Text is scrubbed of what PostgreSQL
+    cannot hold (the bytes stay exact), so a message refused for such content can still be
+    kept.
     """
     attrs = scrub_mapping(attributes)
+    source, event_id = attrs.get("source") or None, attrs.get("event_id") or None
+    statement = _RECORD_BY_EVENT if source and event_id else _RECORD_BY_MESSAGE
     dead_letter_id: int = conn.execute(
-        _RECORD,
+        statement,
         {
             "origin": origin,
             "subscription": scrub(subscription),
             "message_id": scrub(message_id),
-            "source": attrs.get("source"),
-            "event_id": attrs.get("event_id"),
+            "source": source,
+            "event_id": event_id,
             "event_type": attrs.get("event_type"),
             "data": data,
             "attributes": json.dumps(attrs),
@@ -231,21 +268,31 @@ def discard(conn: Connection, selection: Selection) -> int:
 
 
 def stats(conn: Connection, top: int = 20) -> dict[str, Any]:
-    by_state: dict[str, int] = {
-        row.state: int(row.n)
-        for row in conn.execute(sa.text("SELECT state, count(*) AS n FROM dead_letters GROUP BY 1"))
-    }
+    """Counts rows, each one problem for an operator; `failures` adds up what folded in."""
+    states = conn.execute(
+        sa.text(
+            "SELECT state, count(*) AS n, sum(failure_count) AS failures "
+            "FROM dead_letters GROUP BY 1"
+        )
+    ).all()
     by_reason = conn.execute(
         sa.text(
-            "SELECT subscription, coalesce(error_message, '') AS reason, count(*) AS n "
+            "SELECT subscription, coalesce(error_message, '') AS reason, count(*) AS n, "
+            "sum(failure_count) AS failures "
             "FROM dead_letters WHERE state = 'pending' GROUP BY 1, 2 ORDER BY n DESC LIMIT :top"
         ),
         {"top": top},
     ).all()
     return {
-        "by_state": by_state,
+        "by_state": {r.state: int(r.n) for r in states},
+        "failures_by_state": {r.state: int(r.failures) for r in states},
         "by_reason": [
-            {"subscription": r.subscription, "reason": r.reason, "count": int(r.n)}
+            {
+                "subscription": r.subscription,
+                "reason": r.reason,
+                "count": int(r.n),
+                "failures": int(r.failures),
+            }
             for r in by_reason
         ],
     }
