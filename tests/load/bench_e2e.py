@@ -186,6 +186,9 @@ def wait_settled(endpoint: Endpoint, work: Workload, began: float) -> float:
         off = wrong(balances, work.expected)
         if not off:
             return time.perf_counter() - began
+        # Every payment is positive, so a balance past its expectation can never come back.
+        if over := {a: v for a, v in off.items() if v[0] > v[1]}:
+            raise BenchFailure(f"payments applied twice (account: (seen, expected)): {over}")
         if balances != last:
             last, moved = balances, time.perf_counter()
         elif time.perf_counter() - moved > SETTLE_TIMEOUT_S:
