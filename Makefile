@@ -50,4 +50,4 @@ bench: install  ## benchmarks that print figures (no pass/fail on speed)
 	.venv/bin/python -m tests.load.run
 
 clean:  ## remove the venv, tools and local data (stops nothing: make run already did)
-	rm -rf .venv $(TOOLS) .hookyard .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv $(TOOLS) .hookyard .bench .pytest_cache .mypy_cache .ruff_cache
