@@ -2,7 +2,9 @@
 
 One thread owns the loop and claims at most as many deliveries as there are free push slots,
 so a claimed delivery never waits in a queue while its lease runs. Pushes run on a bounded
-pool sharing one HTTP client; each push settles its own delivery and then wakes the loop.
+pool sharing one HTTP client. A push that was acked hands its ack to the `AckBatcher` and
+frees its slot, and each batch settled wakes the loop; a push that failed settles its own
+delivery (retry or dead letter) in its own transaction, then wakes the loop.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
@@ -21,8 +24,9 @@ from common.logging import get_logger
 from common.oidc import TokenProvider
 from common.topology import Subscription, Topology
 from hookyard.broker import store
+from hookyard.broker.acks import AckBatcher
 from hookyard.broker.backoff import PushBackoff
-from hookyard.broker.settle import Outcome, PushResult, Settler
+from hookyard.broker.settle import Ack, Outcome, PushResult, Settler
 from hookyard.broker.store import Delivery
 from hookyard.broker.wakeup import Wakeup
 
@@ -34,6 +38,8 @@ LEASE_MARGIN_S = 5.0
 _CONTENDED_WAIT_S = 0.05
 _ERROR_WAIT_S = 1.0
 _REAP_BATCH = 100
+# Acks settled by one statement at most: a bound on its size, not a target.
+ACK_BATCH = 256
 _HEADERS = {
     "Content-Type": "application/json",
     "User-Agent": "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)",
@@ -63,6 +69,7 @@ class Dispatcher:
         self._wakeup = wakeup
         self._max_idle_s = max_idle_s
         self._settler = Settler(topology, project, push_backoff)
+        self._acks = AckBatcher(engine, self._settler.acks, self._acks_settled, max_batch=ACK_BATCH)
         self._subscriptions = {sub.name: sub for sub in topology.subscriptions}
         self._lease_s = {
             sub.name: sub.ack_deadline_seconds + LEASE_MARGIN_S for sub in topology.subscriptions
@@ -75,10 +82,13 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="broker-dispatcher", daemon=True)
 
     def start(self) -> None:
+        self._acks.start()
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
-        """Claims nothing more; pushes already on the wire get until `timeout` to finish."""
+        """Claims nothing more; pushes already on the wire get until `timeout` to finish.
+        Then every ack handed over is settled before this returns; a push answered later
+        settles its own."""
         deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wakeup.set()
@@ -91,6 +101,7 @@ class Dispatcher:
             if future.cancelled():
                 self._release(delivery)
         wait_futures(running, timeout=max(deadline - time.monotonic(), 0.0))
+        self._acks.close()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -149,8 +160,12 @@ class Dispatcher:
         subscription = self._subscriptions[delivery.subscription]
         try:
             result = self._push(subscription, delivery)
+            if result.acked and result.status is not None:
+                self._acks.add(delivery, result.status)
+                return
+            error = result.error or f"HTTP {result.status}"
             with self._engine.begin() as conn:
-                outcome = self._settler.push(conn, delivery, result)
+                outcome = self._settler.failure(conn, delivery, result.status, error)
             self._log_outcome(delivery, outcome, status=result.status, error=result.error)
         except Exception:
             # The lease will run out and count this as a failed attempt.
@@ -159,6 +174,11 @@ class Dispatcher:
                 subscription=delivery.subscription,
                 message_id=str(delivery.message_id),
             )
+
+    def _acks_settled(self, acks: Sequence[Ack], outcomes: Sequence[Outcome]) -> None:
+        for ack, outcome in zip(acks, outcomes, strict=True):
+            self._log_outcome(ack.delivery, outcome, status=ack.status, error=None)
+        self._wakeup.set()  # their ordering keys are free now
 
     def _push(self, subscription: Subscription, delivery: Delivery) -> PushResult:
         with_attempt = subscription.dead_letter_policy is not None

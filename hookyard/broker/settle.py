@@ -1,12 +1,15 @@
 """What one push attempt means for its delivery: ack, retry later, or dead-letter.
 
-A lease that ran out is judged exactly like a nack: Pub/Sub counts ack-deadline expiries
-as delivery attempts, and a crashed broker must not grant a message extra tries. For a
-subscription without a retry policy a nack also pauses the whole subscription (`backoff`).
+Acks are settled many at once (`acks`); failures one at a time (`failure`), each in its own
+transaction, which also holds the dead-letter copy. A lease that ran out is judged exactly
+like a nack: Pub/Sub counts ack-deadline expiries as delivery attempts, and a crashed broker
+must not grant a message extra tries. For a subscription without a retry policy a nack also
+pauses the whole subscription (`backoff`), and an ack ends that streak.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Literal
@@ -36,6 +39,14 @@ class PushResult:
         return self.error is None and self.status in ACK_STATUSES
 
 
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A push the endpoint acknowledged, for the claim `delivery` was pushed under."""
+
+    delivery: Delivery
+    status: int
+
+
 class Settler:
     """Settles deliveries of one topology; dead-letter copies are attributed to `project`."""
 
@@ -46,15 +57,16 @@ class Settler:
         self._routes = Routes(topology)
         self._project = project
         self._push_backoff = push_backoff or PushBackoff()
+        self._without_retry_policy = sorted(
+            sub.name for sub in topology.subscriptions if sub.retry_policy is None
+        )
 
-    def push(self, conn: Connection, delivery: Delivery, result: PushResult) -> Outcome:
-        if result.acked and result.status is not None:
-            if not store.mark_acked(conn, delivery, result.status):
-                return "stale"
-            if self._subscription(delivery).retry_policy is None:
-                store.end_nack_streak(conn, delivery.subscription)
-            return "acked"
-        return self.failure(conn, delivery, result.status, result.error or f"HTTP {result.status}")
+    def acks(self, conn: Connection, acks: Sequence[Ack]) -> list[Outcome]:
+        """One statement for the whole batch; an ack whose lease ran out is "stale"."""
+        settled = store.mark_acked(
+            conn, [(ack.delivery, ack.status) for ack in acks], self._without_retry_policy
+        )
+        return ["acked" if _claim(ack.delivery) in settled else "stale" for ack in acks]
 
     def failure(
         self, conn: Connection, delivery: Delivery, status: int | None, error: str
@@ -84,6 +96,10 @@ class Settler:
         if subscription is None:
             raise LookupError(f"subscription {delivery.subscription!r} is not in the topology")
         return subscription
+
+
+def _claim(delivery: Delivery) -> tuple[str, int, int]:
+    return delivery.subscription, delivery.message_id, delivery.attempts
 
 
 def _dead_letter_copy(delivery: Delivery, attempts: int, project: str) -> NewMessage:

@@ -190,10 +190,31 @@ _OF_CLAIM = (
     "WHERE subscription = :subscription AND message_id = :message_id "
     "AND state = 'inflight' AND attempts = :attempts"
 )
-_MARK_ACKED = sa.text(
-    f"UPDATE emulator.deliveries SET state = 'acked', last_status = :status, last_error = NULL "
-    f"{_OF_CLAIM}"
-)
+_MARK_ACKED = sa.text("""
+    WITH acked AS (
+        UPDATE emulator.deliveries AS d
+        SET state = 'acked', last_status = a.status, last_error = NULL
+        FROM unnest(CAST(:subscriptions AS text[]), CAST(:message_ids AS bigint[]),
+                    CAST(:attempts AS integer[]), CAST(:statuses AS integer[]))
+             AS a(subscription, message_id, attempts, status)
+        WHERE d.subscription = a.subscription AND d.message_id = a.message_id
+          AND d.state = 'inflight' AND d.attempts = a.attempts
+        RETURNING d.subscription, d.message_id, d.attempts
+    ), streaks AS (
+        SELECT p.subscription
+        FROM emulator.push_backoff AS p
+        WHERE p.subscription = ANY(CAST(:streaks AS text[]))
+          AND p.subscription IN (SELECT subscription FROM acked)
+          AND p.streak > 0
+        ORDER BY p.subscription
+        FOR UPDATE
+    ), ended AS (
+        UPDATE emulator.push_backoff AS p SET streak = 0
+        FROM streaks
+        WHERE p.subscription = streaks.subscription
+    )
+    SELECT subscription, message_id, attempts FROM acked
+""")
 _MARK_RETRY = sa.text(
     "UPDATE emulator.deliveries SET state = 'pending', attempts = attempts + 1, "
     "due_at = now() + make_interval(secs => :delay), last_status = :status, "
@@ -214,8 +235,29 @@ def _claim_key(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def mark_acked(conn: Connection, delivery: Delivery, status: int) -> bool:
-    return _updated(conn.execute(_MARK_ACKED, {**_claim_key(delivery), "status": status}))
+def mark_acked(
+    conn: Connection, acks: Sequence[tuple[Delivery, int]], end_streaks_of: Sequence[str]
+) -> set[tuple[str, int, int]]:
+    """Settles every (delivery, status) ack in one statement; returns the claims it settled,
+    as (subscription, message_id, attempts). An ack of a claim whose lease ran out, and that
+    another attempt took over, is not among them and changed nothing.
+
+    An ack ends the nack streak of its subscription when that is in `end_streaks_of`; the
+    streak rows are locked in name order, so brokers flushing at once cannot deadlock.
+    """
+    if not acks:
+        return set()
+    rows = conn.execute(
+        _MARK_ACKED,
+        {
+            "subscriptions": [d.subscription for d, _ in acks],
+            "message_ids": [d.message_id for d, _ in acks],
+            "attempts": [d.attempts for d, _ in acks],
+            "statuses": [status for _, status in acks],
+            "streaks": list(end_streaks_of),
+        },
+    )
+    return {(row.subscription, int(row.message_id), int(row.attempts)) for row in rows}
 
 
 def mark_retry(
@@ -271,9 +313,6 @@ _PAUSE = sa.text("""
     SET paused_at = now(), paused_until = now() + make_interval(secs => :pause_s)
     WHERE subscription = :subscription
 """)
-_ACKED = sa.text(
-    "UPDATE emulator.push_backoff SET streak = 0 WHERE subscription = :subscription AND streak > 0"
-)
 
 
 def pause_after_nack(conn: Connection, subscription: str, pause_s: Callable[[int], float]) -> None:
@@ -283,11 +322,6 @@ def pause_after_nack(conn: Connection, subscription: str, pause_s: Callable[[int
     """
     streak = int(conn.execute(_NACKED, {"subscription": subscription}).scalar_one())
     conn.execute(_PAUSE, {"subscription": subscription, "pause_s": float(pause_s(streak))})
-
-
-def end_nack_streak(conn: Connection, subscription: str) -> None:
-    """An ack: the next nack pauses the subscription for the shortest time again."""
-    conn.execute(_ACKED, {"subscription": subscription})
 
 
 def pending_count(conn: Connection, subscription: str | None = None) -> int:

@@ -1,6 +1,7 @@
 """Local emulator figures that tests no longer assert, because speed is no verdict: replay
 throughput against its configured rate, a task queue's dispatch rate, cross-process wake-up
-latency and stop latency of the Pub/Sub broker and the Cloud Tasks emulator.
+latency and stop latency of the Pub/Sub broker and the Cloud Tasks emulator, and the broker's
+push throughput with the transactions it commits per acked message.
 
 Prints figures; asserts nothing about speed. Runs on the tests' PostgreSQL (`TEST_DATABASE_URL`,
 else embedded, in a temporary directory), one fresh database per figure, on 127.0.0.1 only,
@@ -240,6 +241,57 @@ def publish_costs(server: TestServer) -> tuple[list[float], list[float]]:
     return singles[20:], batches
 
 
+PUSHES = 2000
+PUSH_SLOTS = 16
+PUSH_RUNS = 3
+# A stream, not a backlog: a claim's cost grows with the backlog, which would hide the rest.
+PUSH_CHUNK = 32
+PUSH_WINDOW = 4 * PUSH_SLOTS
+
+
+def push_throughput(server: TestServer) -> tuple[list[float], list[float]]:
+    """`PUSHES` messages published `PUSH_CHUNK` at a time whenever fewer than `PUSH_WINDOW`
+    are unacked, pushed to an endpoint that acks at once: messages a second from the first
+    publish to the last ack stored, and the transactions the broker commits per message to
+    claim and settle them (its engine's commits, less one per publish)."""
+    runs = [_push_stream(server) for _ in range(PUSH_RUNS)]
+    return [rate for rate, _ in runs], [commits for _, commits in runs]
+
+
+def _push_stream(server: TestServer) -> tuple[float, float]:
+    sent = PUSHES // PUSH_CHUNK * PUSH_CHUNK
+    commits = 0
+
+    def counted(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    with _fresh(server) as (_, engine):
+        receiver = _recorder()
+        broker = Broker(engine, TOPOLOGY, receiver.url, max_concurrent_pushes=PUSH_SLOTS)
+        sa.event.listen(engine, "commit", counted)
+        try:
+            broker.start()
+            before = commits
+            began = time.perf_counter()
+            for _ in range(sent // PUSH_CHUNK):
+                wait_for(lambda: broker.pending_count("plain") < PUSH_WINDOW, HANG_S, 0.002)
+                broker.publish_many("plain", [NewMessage(b"x")] * PUSH_CHUNK)
+            wait_for(lambda: broker.pending_count("plain") == 0, HANG_S, 0.002)
+            elapsed = time.perf_counter() - began
+            spent = commits - before - sent // PUSH_CHUNK
+        finally:
+            broker.stop(HANG_S)
+            receiver.close()
+    return sent / elapsed, spent / sent
+
+
+def _spread(samples: list[float], fmt: str) -> str:
+    low, high = min(samples), max(samples)
+    middle = statistics.median(samples)
+    return f"median {middle:{fmt}} (min {low:{fmt}}, max {high:{fmt}}, {len(samples)} runs)"
+
+
 def main() -> None:
     # Per-message INFO lines would measure the terminal.
     configure_logging("WARNING")
@@ -251,6 +303,11 @@ def main() -> None:
         print("broker publish, in-process, two copies per message (stored, routed, notified):")
         print(f"  {'1 message a request':<22}{_ms(singles)}")
         print(f"  {f'{BATCH} a request':<22}{_ms(batches)}")
+        rates, commits = push_throughput(server)
+        print(f"broker push, a stream of {PUSHES} messages to an endpoint that acks at once, "
+              f"{PUSH_SLOTS} push slots:")  # fmt: skip
+        print(f"  {'messages a second':<22}{_spread(rates, '6.0f')}")
+        print(f"  {'commits a message':<22}{_spread(commits, '6.2f')}")
         replay(server)
         task_rate(server)
         print("wake-up, a publish or create in another process -> the push arrives:")
