@@ -108,15 +108,18 @@ def publish(
 
 
 # A delivery with an ordering key waits while an earlier one of its key is still open.
+# The OR keeps this a per-row subplan run only for keyed rows (on the ordering-head index):
+# as a NOT EXISTS alone, the planner makes it an anti join that scans every earlier
+# delivery of the subscription for each due row, acked history included.
 _NOT_BLOCKED_BY_ORDERING = """
-    NOT EXISTS (
+    (d.ordering_key = '' OR NOT EXISTS (
         SELECT 1 FROM emulator.deliveries AS e
-        WHERE d.ordering_key <> ''
-          AND e.subscription = d.subscription
+        WHERE e.subscription = d.subscription
           AND e.ordering_key = d.ordering_key
           AND e.message_id < d.message_id
           AND e.state IN ('pending', 'inflight')
-    )
+          AND e.ordering_key <> ''
+    ))
 """
 
 _NOT_PAUSED = """
