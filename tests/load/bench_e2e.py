@@ -75,6 +75,7 @@ class E2EFigures:
 
 @dataclass(frozen=True)
 class Workload:
+    tag: str
     deliveries: list[bytes]
     expected: dict[str, int]
     events: int
@@ -94,6 +95,7 @@ class Endpoint:
     balances: Callable[[], dict[str, int]]
     in_flight: Callable[[], int]
     final_check: Callable[[Workload], None]
+    open_accounts: Callable[[Workload], None]
 
 
 class BenchFailure(SystemExit):
@@ -101,8 +103,10 @@ class BenchFailure(SystemExit):
 
 
 def workload(events: int, tag: str, seed: int) -> Workload:
+    """`tag` names this repetition's events and accounts, so repetitions on one running
+    target never share a balance."""
     rng = random.Random(seed)
-    accounts = [f"acct_{n:03d}" for n in range(1, ACCOUNTS + 1)]
+    accounts = [f"acct_{tag}_{n:03d}" for n in range(1, ACCOUNTS + 1)]
     expected = dict.fromkeys(accounts, 0)
     bodies = []
     for i in range(events):
@@ -115,7 +119,7 @@ def workload(events: int, tag: str, seed: int) -> Workload:
         )  # fmt: skip
     deliveries = bodies + rng.sample(bodies, k=round(events * DUPLICATE_SHARE))
     rng.shuffle(deliveries)
-    return Workload(deliveries, expected, events)
+    return Workload(tag, deliveries, expected, events)
 
 
 def send(endpoint: Endpoint, deliveries: list[bytes]) -> tuple[float, int]:
@@ -240,7 +244,7 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def hookyard_target(root: Path, work: Workload) -> Iterator[Endpoint]:
+def hookyard_target(root: Path) -> Iterator[Endpoint]:
     data_dir = root / "data"
     proc, url, _ = bench_latency.start(data_dir)
     engine: sa.Engine | None = None
@@ -249,15 +253,15 @@ def hookyard_target(root: Path, work: Workload) -> Iterator[Endpoint]:
             base_url=url, timeout=60, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )
         with admin:
-            for account in work.expected:
-                response = admin.put(
-                    f"/admin/accounts/{account}", json={"currency": "usd", "notify_url": None}
-                )
-                response.raise_for_status()
             db_url = LocalPostgres(data_dir / "postgres").url("hookyard")
-            engine, balances = balance_reader(
-                db_url, "SELECT id, available FROM accounts WHERE id LIKE 'acct\\_%'"
-            )
+            engine, balances = balance_reader(db_url, "SELECT id, available FROM accounts")
+
+            def open_accounts(work: Workload) -> None:
+                for account in work.expected:
+                    response = admin.put(
+                        f"/admin/accounts/{account}", json={"currency": "usd", "notify_url": None}
+                    )
+                    response.raise_for_status()
 
             def in_flight() -> int:
                 stats = admin.get("/admin/stats").json()
@@ -273,12 +277,16 @@ def hookyard_target(root: Path, work: Workload) -> Iterator[Endpoint]:
                     raise BenchFailure(f"admin API balances wrong: {dict(list(off.items())[:5])}")
                 assert engine is not None
                 applied = scalar(
-                    engine, "SELECT count(*) FROM ledger_transactions WHERE source = 'stripe'"
+                    engine,
+                    "SELECT count(*) FROM ledger_transactions "
+                    f"WHERE source = 'stripe' AND event_id LIKE 'evt\\_{work.tag}\\_%'",
                 )
                 if applied != work.events:
                     raise BenchFailure(f"{applied} ledger transactions for {work.events} events")
 
-            yield Endpoint(url, "/webhooks/stripe", 202, balances, in_flight, final_check)
+            yield Endpoint(
+                url, "/webhooks/stripe", 202, balances, in_flight, final_check, open_accounts
+            )
     finally:
         if engine is not None:
             engine.dispose()
@@ -286,7 +294,7 @@ def hookyard_target(root: Path, work: Workload) -> Iterator[Endpoint]:
 
 
 @contextlib.contextmanager
-def hookrelay_target(root: Path, work: Workload) -> Iterator[Endpoint]:
+def hookrelay_target(root: Path) -> Iterator[Endpoint]:
     python = bench_env.ensure()
     server = LocalPostgres(root / "pg")
     procs: list[subprocess.Popen[bytes]] = []
@@ -300,10 +308,14 @@ def hookrelay_target(root: Path, work: Workload) -> Iterator[Endpoint]:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
         env.update(HOOKRELAY_BENCH_DSN=dsn, HOOKRELAY_BENCH_STRIPE_SECRET=STRIPE_SECRET)
-        subprocess.run(
-            [str(python), str(APP), "init", *work.expected], env=env, check=True,
-            timeout=START_TIMEOUT_S,
-        )  # fmt: skip
+
+        def open_accounts(work: Workload) -> None:
+            subprocess.run(
+                [str(python), str(APP), "init", *work.expected], env=env, check=True,
+                timeout=START_TIMEOUT_S,
+            )  # fmt: skip
+
+        open_accounts(workload(0, "schema", 0))
         port = free_port()
         for args in (["serve", "--port", str(port)], ["work"]):
             log = (root / f"{args[0]}.log").open("wb")
@@ -326,14 +338,19 @@ def hookrelay_target(root: Path, work: Workload) -> Iterator[Endpoint]:
         def final_check(work: Workload) -> None:
             assert engine is not None
             dead = scalar(engine, "SELECT count(*) FROM hookrelay_events WHERE status <> 'success'")
-            applied = scalar(engine, "SELECT count(*) FROM applied_events")
+            applied = scalar(
+                engine,
+                f"SELECT count(*) FROM applied_events WHERE event_id LIKE 'evt\\_{work.tag}\\_%'",
+            )
             if dead or applied != work.events:
                 raise BenchFailure(
                     f"{applied} payments applied for {work.events} events, {dead} not successful"
                 )
 
         # The README mounts the router's "/" under its prefix: the route ends with a slash.
-        yield Endpoint(url, "/webhooks/stripe/", 200, balances, in_flight, final_check)
+        yield Endpoint(
+            url, "/webhooks/stripe/", 200, balances, in_flight, final_check, open_accounts
+        )
     finally:
         if engine is not None:
             engine.dispose()
@@ -355,18 +372,14 @@ def wait_ready(url: str, procs: list[subprocess.Popen[bytes]], root: Path) -> No
     raise BenchFailure(f"hookrelay did not become ready within {START_TIMEOUT_S:.0f} s")
 
 
-def run_once(target: Target, events: int = 3000) -> E2EFigures:
-    work = workload(events, tag=f"{target}_{time.time_ns()}", seed=events)
-    root = Path(tempfile.mkdtemp(prefix=f"hookyard-bench-e2e-{target}-"))
-    start = hookyard_target if target == "hookyard" else hookrelay_target
-    try:
-        with start(root, work) as endpoint:
-            began = time.perf_counter()
-            send_s, resent = send(endpoint, work.deliveries)
-            seconds = wait_settled(endpoint, work, began)
-            prove_exactly_once(endpoint, work)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def run_once(endpoint: Endpoint, target: Target, events: int, rep: int) -> E2EFigures:
+    """One repetition on a running target, with accounts of its own."""
+    work = workload(events, tag=f"{'hy' if target == 'hookyard' else 'hr'}{rep}", seed=events + rep)
+    endpoint.open_accounts(work)
+    began = time.perf_counter()
+    send_s, resent = send(endpoint, work.deliveries)
+    seconds = wait_settled(endpoint, work, began)
+    prove_exactly_once(endpoint, work)
     return E2EFigures(
         events_per_s=events / seconds,
         ingest_per_s=len(work.deliveries) / send_s,
@@ -383,18 +396,31 @@ def spread(values: list[float]) -> str:
 
 
 def run_interleaved(events: int, reps: int) -> dict[Target, list[E2EFigures]]:
-    """hookyard, hookrelay, hookyard, ...: both targets see the same drift in machine load."""
+    """hookyard, hookrelay, hookyard, ...: both targets see the same drift in machine load.
+
+    Both stay up for the whole run (starting `hookyard dev` is not what is measured), the
+    one not being measured idle; each repetition has its own accounts and event ids.
+    """
     runs: dict[Target, list[E2EFigures]] = {"hookyard": [], "hookrelay": []}
-    for rep in range(1, reps + 1):
-        for target, figures in runs.items():
-            run = run_once(target, events)
-            figures.append(run)
-            print(
-                f"  rep {rep} {target:9}: {run.events_per_s:7.1f} events/s end to end, "
-                f"{run.ingest_per_s:7.1f} deliveries/s ingest, {run.seconds:6.1f} s, "
-                f"balances ok, {run.resent} resent",
-                flush=True,
-            )
+    root = Path(tempfile.mkdtemp(prefix="hookyard-bench-e2e-"))
+    try:
+        with (
+            hookyard_target(root / "hookyard") as ours,
+            hookrelay_target(root / "hookrelay") as peer,
+        ):
+            endpoints: dict[Target, Endpoint] = {"hookyard": ours, "hookrelay": peer}
+            for rep in range(1, reps + 1):
+                for target, figures in runs.items():
+                    run = run_once(endpoints[target], target, events, rep)
+                    figures.append(run)
+                    print(
+                        f"  rep {rep} {target:9}: {run.events_per_s:7.1f} events/s end to end, "
+                        f"{run.ingest_per_s:7.1f} deliveries/s ingest, {run.seconds:6.1f} s, "
+                        f"balances ok, {run.resent} resent",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return runs
 
 
@@ -422,13 +448,15 @@ def summary(runs: dict[Target, list[E2EFigures]]) -> list[str]:
     return lines
 
 
-def main() -> None:
+def main() -> dict[Target, list[E2EFigures]]:
     events = int(os.environ.get("EVENTS", "3000"))
-    reps = int(os.environ.get("REPS", str(REPS)))
+    reps = int(os.environ.get("BENCH_REPS", os.environ.get("REPS", str(REPS))))
     # Per-request INFO lines would measure the terminal, as in bench_worker.
     configure_logging("WARNING")
     bench_env.ensure()
-    print("\n".join(summary(run_interleaved(events, reps))))
+    runs = run_interleaved(events, reps)
+    print("\n".join(summary(runs)))
+    return runs
 
 
 if __name__ == "__main__":

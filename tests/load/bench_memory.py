@@ -1,0 +1,181 @@
+"""Memory under sustained load: the RSS of each of `hookyard dev`'s processes after 10,000
+events and after 100,000, through the whole pipeline (ingest, broker, worker, ledger).
+
+A leak shows as growth between the two samples; a cache that is bounded does not. wrk holds
+a rate the pipeline keeps up with (measured first), in runs short enough that the Stripe
+signatures it replays stay inside their five-minute tolerance. Prints figures and returns
+them; asserts nothing. Everything stops by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from hookyard.local_postgres import LocalPostgres
+from tests.load import bench_latency, wrk
+from tests.load.bench_ingest import ACCOUNTS, payments
+from tests.support.stack import ADMIN_TOKEN
+
+EVENTS = int(os.environ.get("MEMORY_EVENTS", "100000"))
+CHECKPOINT = EVENTS // 10
+CHUNK_SECONDS = 30
+CONNECTIONS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessMemory:
+    name: str
+    at_checkpoint_kb: int
+    at_end_kb: int
+
+    @property
+    def growth(self) -> float:
+        return self.at_end_kb / self.at_checkpoint_kb - 1
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFigures:
+    checkpoint: int
+    events: int
+    rate: float
+    processes: list[ProcessMemory]
+
+    @property
+    def worst(self) -> ProcessMemory:
+        return max(self.processes, key=lambda p: p.growth)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _label(pid: int) -> str | None:
+    """Hookyard's own processes by role; PostgreSQL's are its own business (shared memory)."""
+    try:
+        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    args = [a.decode(errors="replace") for a in argv if a]
+    if "hookyard.target_process" in args:
+        return f"target {args[args.index('hookyard.target_process') + 1]}"
+    if "hookyard" in " ".join(args) and "dev" in args:
+        return "hookyard dev (front door, broker, tasks, scheduler)"
+    return None
+
+
+def rss_by_process(root_pid: int) -> dict[str, int]:
+    """kB of resident memory of every Hookyard process under `root_pid`, by a stable name."""
+    out: dict[str, int] = {}
+    pending = [(root_pid, None)]
+    while pending:
+        pid, parent_label = pending.pop()
+        label = _label(pid)
+        if label is None and parent_label is not None:
+            label = f"{parent_label} worker"  # a gunicorn worker forked from its arbiter
+        if label is not None:
+            with contextlib.suppress(OSError, StopIteration, ValueError):
+                status = (Path("/proc") / str(pid) / "status").read_text().splitlines()
+                kb = int(next(line for line in status if line.startswith("VmRSS")).split()[1])
+                name, n = label, 2
+                while name in out:
+                    name, n = f"{label} #{n}", n + 1
+                out[name] = kb
+        if label is None or not label.endswith("worker"):
+            pending.extend((child, label) for child in _children(pid))
+    return out
+
+
+def applied(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM inbox")).scalar_one())
+
+
+def feed(url: str, engine: sa.Engine, until: int, rate: float, tag: str) -> None:
+    """Signed chunks at `rate` until `until` events are applied (each chunk signed afresh)."""
+    pause = max(int(CONNECTIONS * 1000 / rate), 1)
+    chunk = 0
+    while applied(engine) < until:
+        wanted = until - applied(engine)
+        seconds = max(min(CHUNK_SECONDS, int(wanted / rate) + 1), 1)
+        batch = payments(min(int(rate * seconds * 1.5) + 100, 60_000), f"{tag}{chunk}")
+        result = wrk.run(url, batch, connections=CONNECTIONS, seconds=seconds, pause_ms=pause)
+        if result.errors:
+            print(f"  note: {result.errors} requests failed in a chunk")
+        chunk += 1
+        _settle(engine)  # caught up before the next chunk: a rate the pipeline keeps
+
+
+def _settle(engine: sa.Engine) -> None:
+    deadline = time.monotonic() + 300
+    last = -1
+    while time.monotonic() < deadline:
+        now = applied(engine)
+        if now == last:
+            return
+        last = now
+        time.sleep(1)
+
+
+def measure(rate: float) -> MemoryFigures:
+    root = Path(tempfile.mkdtemp(prefix="hookyard-bench-memory-"))
+    try:
+        proc, url, _ = bench_latency.start(root / "data")
+        try:
+            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            with httpx.Client(base_url=url, timeout=30, headers=auth) as admin:
+                for n in range(1, ACCOUNTS + 1):
+                    admin.put(f"/admin/accounts/acct_{n}", json={"currency": "usd"})
+            pg = LocalPostgres(root / "data" / "postgres")
+            engine = sa.create_engine(pg.url("hookyard"), pool_size=1)
+            try:
+                target = f"{url}/webhooks/stripe"
+                began = time.monotonic()
+                feed(target, engine, CHECKPOINT, rate, "m1_")
+                first = rss_by_process(proc.pid)
+                feed(target, engine, EVENTS, rate, "m2_")
+                took = time.monotonic() - began
+                done = applied(engine)
+                last = rss_by_process(proc.pid)
+            finally:
+                engine.dispose()
+        finally:
+            bench_latency.stop(proc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    processes = [ProcessMemory(name, first[name], last[name]) for name in first if name in last]
+    return MemoryFigures(CHECKPOINT, done, done / took, processes)
+
+
+def report(f: MemoryFigures) -> None:
+    print(f"RSS of each Hookyard process after {f.checkpoint:,} and {f.events:,} events "
+          f"({f.rate:,.0f} events/s sustained):")  # fmt: skip
+    for p in sorted(f.processes, key=lambda p: p.name):
+        print(f"  {p.name:<58} {p.at_checkpoint_kb / 1024:7.1f} MiB -> "
+              f"{p.at_end_kb / 1024:7.1f} MiB  ({p.growth:+.1%})")  # fmt: skip
+
+
+def main(rate: float = 300.0) -> MemoryFigures:
+    figures = measure(rate)
+    report(figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main(float(os.environ.get("MEMORY_RATE", "300")))
