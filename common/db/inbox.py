@@ -65,6 +65,12 @@ def claim(
     ).first()
     if inserted is not None:
         return Claim.FIRST
+    return compare_body(conn, key, body_sha256)
+
+
+def compare_body(conn: Connection, key: EventKey, body_sha256: bytes) -> Claim:
+    """For a delivery whose claim found the row: DUPLICATE or CONFLICT."""
+    params = {"source": key.source, "event_id": key.event_id}
     return same_body(conn.execute(_BODY_OF, params).scalar(), body_sha256)
 
 
