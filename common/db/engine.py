@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from common.config import Settings, get_settings
+from common.db.sqlstate import driver_error
 from common.errors import ConfigError
 
 STATEMENT_TIMEOUT_MS = 30_000
@@ -30,7 +31,11 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": 30,
         "pool_recycle": 1800,
-        "pool_pre_ping": True,
+        # No ping per checkout (a round trip before every transaction): a connection the
+        # server dropped fails its first statement instead, that request is retried by its
+        # caller (a 503 to Pub/Sub, Cloud Tasks or the operator), and the pool discards every
+        # connection older than the failure (`discard_connections_on_error`).
+        "pool_pre_ping": False,
     }
     target = url or settings.database_url
     if target is None and settings.cloud_sql_instance:
@@ -68,12 +73,17 @@ def discard_connections_on_error(engine: Engine) -> None:
     wrong statement, and a pooled connection in that state once committed one event's inbox
     row without its effects. Closing the socket makes the server abort the transaction, so
     nothing of it can commit; the pool opens a fresh connection for the next caller.
+
+    A lost server (a restart, a failover, sessions terminated) drops every pooled connection
+    at once: then the whole pool is discarded, so only one request finds out the hard way.
     """
 
     @sa.event.listens_for(engine, "handle_error")
     def _during_execution(context: sa.engine.ExceptionContext) -> None:
+        context.invalidate_pool_on_disconnect = context.is_disconnect or _server_gone(
+            context.original_exception
+        )
         context.is_disconnect = True
-        context.invalidate_pool_on_disconnect = False
 
     @sa.event.listens_for(engine, "rollback")
     def _while_unwinding(conn: Connection) -> None:
@@ -81,6 +91,14 @@ def discard_connections_on_error(engine: Engine) -> None:
         # that raised) discards the connection instead of trusting its protocol state.
         if sys.exc_info()[1] is not None and not conn.invalidated:
             conn.invalidate()
+
+
+SERVER_GONE_SQLSTATES = ("08", "57P")
+"""Connection exceptions, and the server shutting down or terminating the session."""
+
+
+def _server_gone(exc: BaseException) -> bool:
+    return driver_error(exc).get("C", "").startswith(SERVER_GONE_SQLSTATES)
 
 
 def _cloud_sql_creator(settings: Settings) -> Any:
