@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from common.config import Settings, get_settings
+from common.db import pg8000_dialect
 from common.db.sqlstate import driver_error
 from common.errors import ConfigError
 
@@ -20,6 +21,10 @@ SOCKET_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 15
 """pg8000's timeout bounds every socket read, not only the connect: it must outlast the
 server's statement_timeout, so a slow statement ends cleanly on the server's side instead
 of mid-reply on ours."""
+
+sa.dialects.registry.register(
+    f"postgresql.{pg8000_dialect.NAME}", pg8000_dialect.__name__, "Pg8000Dialect"
+)
 
 _engine: Engine | None = None
 _lock = threading.Lock()
@@ -40,12 +45,14 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
     target = url or settings.database_url
     if target is None and settings.cloud_sql_instance:
         engine = sa.create_engine(
-            "postgresql+pg8000://", creator=_cloud_sql_creator(settings), **kwargs
+            f"postgresql+{pg8000_dialect.NAME}://", creator=_cloud_sql_creator(settings), **kwargs
         )
     elif target is None:
         raise ConfigError("HOOKYARD_DATABASE_URL is not set")
     else:
-        engine = sa.create_engine(target, connect_args={"timeout": SOCKET_TIMEOUT_S}, **kwargs)
+        engine = sa.create_engine(
+            _with_our_dialect(target), connect_args={"timeout": SOCKET_TIMEOUT_S}, **kwargs
+        )
 
     @sa.event.listens_for(engine, "connect")
     def _session_defaults(dbapi_conn: Any, _record: Any) -> None:
@@ -63,6 +70,13 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
 
     discard_connections_on_error(engine)
     return engine
+
+
+def _with_our_dialect(url: str) -> sa.URL:
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql+pg8000":
+        return parsed.set(drivername=f"postgresql+{pg8000_dialect.NAME}")
+    return parsed
 
 
 def discard_connections_on_error(engine: Engine) -> None:

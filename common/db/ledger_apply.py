@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from common.db.inbox import EventKey
 from common.db.ledger import Posting, balanced
+from common.db.pg8000_dialect import prepared
 
 # The outbox payload is the one `workers.ledger.handler._announce` writes, balances after
 # the update included.
-_APPLY = sa.text(
+_APPLY = prepared(
     """
     WITH claim AS (
         INSERT INTO inbox (source, event_id, event_type, subscription, message_id, outcome,
