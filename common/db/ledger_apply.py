@@ -19,10 +19,7 @@ from common.db.inbox import EventKey
 from common.db.ledger import Posting, balanced
 from common.db.pg8000_dialect import prepared
 
-# The outbox payload is the one `workers.ledger.handler._announce` writes, balances after
-# the update included.
-_APPLY = prepared(
-    """
+SQL = """
     WITH claim AS (
         INSERT INTO inbox (source, event_id, event_type, subscription, message_id, outcome,
                            body_sha256)
@@ -57,8 +54,10 @@ _APPLY = prepared(
     SELECT EXISTS (SELECT FROM claim) AS claimed,
            EXISTS (SELECT FROM account) AS applied,
            (SELECT id FROM announced) AS outbox_id
-    """
-)
+"""
+"""The statement's text; the outbox payload is the one `workers.ledger.handler._announce`
+writes, balances after the update included. `tests/load/bench_worker.py` runs it too."""
+_APPLY = prepared(SQL)
 
 
 @dataclass(frozen=True, slots=True)
