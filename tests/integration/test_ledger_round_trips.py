@@ -1,6 +1,6 @@
-"""What a payment delivery costs the database, counted as statements (SQLAlchemy's view) and
-as round trips on the wire (which also sees BEGIN, COMMIT and any ping), on a connection
-that has served a delivery before, as a busy worker's connections have."""
+"""What a delivery to the ledger (and to the event log) costs the database, counted as
+statements (SQLAlchemy's view) and as round trips on the wire (which also sees BEGIN, COMMIT
+and any ping), on a connection that has served deliveries before, as a busy worker's have."""
 
 from __future__ import annotations
 
@@ -207,3 +207,27 @@ def test_an_account_that_cannot_take_it_rolls_the_claim_back(
         assert found is not None
         assert found.available == 1
         assert conn.execute(sa.text("SELECT count(*) FROM ledger_transactions")).scalar_one() == 2
+
+
+def test_an_event_type_the_ledger_ignores_is_its_claim_alone(
+    worker: Worker, engine: Engine
+) -> None:
+    statements = Statements(engine)
+    worker.deliver(
+        "ledger", ledger_push("evt_c", stripe_event("evt_c", "customer.created", "acct"))
+    )
+    assert statements.log == ["INSERT INTO inbox (source, event_id, eve", "COMMIT"]
+    with engine.connect() as conn:
+        outcome = conn.execute(sa.text("SELECT outcome FROM inbox WHERE event_id = 'evt_c'"))
+        assert outcome.scalar_one() == "ignored"
+
+
+def test_an_event_log_delivery_is_three_round_trips(
+    worker: Worker, engine: Engine, wire: RoundTripCounter
+) -> None:
+    worker.deliver("event-log", payment("evt_warm", "acct", 1))
+    statements = Statements(engine)
+    with wire.counting() as made:
+        worker.deliver("event-log", payment("evt_l", "acct", 1))
+    assert made == [3]
+    assert statements.log == ["INSERT INTO event_log (source, event_id,", "COMMIT"]

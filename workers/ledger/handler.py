@@ -3,8 +3,9 @@
 A payment or payout, the common case, is one statement (`common.db.ledger_apply`): the inbox
 claim, the balance update (which takes the account's row lock and checks its currency), the
 ledger write and, for a notifiable account, the outbox row. A duplicate pays a second
-statement to compare bodies; an account that cannot take the event, one to say why.
-Refunds and disputes read before they write: they claim, lock, then apply.
+statement to compare bodies; an account that cannot take the event, one to say why. An
+event type the ledger ignores is its claim alone, marked ignored. Refunds and disputes read
+before they write: they claim, lock, then apply.
 
 A change to a notifiable account writes one outbox row in the same transaction; its id is
 returned so the caller can relay it right after commit.
@@ -28,6 +29,7 @@ from workers.ledger.events import (
     DisputeCreated,
     Effect,
     Ignored,
+    LedgerCommand,
     PaymentSucceeded,
     PayoutPaid,
     parse_event,
@@ -48,9 +50,9 @@ def apply_once(conn: Connection, delivered: Delivered) -> list[int]:
     if key.source not in LEDGER_SOURCES:
         raise PermanentError(f"the ledger takes {', '.join(sorted(LEDGER_SOURCES))} events, "
                              f"not {key.source!r}")  # fmt: skip
-    direct = _direct_command(delivered.message.data)
-    if direct is not None:
-        return _apply_in_one_statement(conn, delivered, direct)
+    parsed = _parse(delivered.message.data)
+    if isinstance(parsed, PaymentSucceeded | PayoutPaid) and parsed.amount:
+        return _apply_in_one_statement(conn, delivered, parsed)
     claim = inbox.claim(
         conn,
         key,
@@ -58,26 +60,26 @@ def apply_once(conn: Connection, delivered: Delivered) -> list[int]:
         subscription=delivered.subscription,
         message_id=delivered.message.message_id,
         body_sha256=delivered.body_sha256,
+        outcome="ignored" if isinstance(parsed, Ignored) else "applied",
     )
     if not refuse_conflict(claim):
         log.info("duplicate delivery acknowledged without effect")
         return []
-    return apply_event(conn, key, delivered.message.data)
+    if isinstance(parsed, PermanentError):
+        raise parsed
+    if isinstance(parsed, Ignored):
+        log.info("event type has no ledger effect", event_type=parsed.event_type)
+        return []
+    return apply_event(conn, key, parsed)
 
 
-def _direct_command(data: bytes) -> PaymentSucceeded | PayoutPaid | None:
-    """A payment or payout that moves money; anything else takes the claim-first path.
-
-    A body that does not parse takes it too, so a duplicate or a conflicting redelivery is
-    still recognised as such before the body's own error is reported.
-    """
+def _parse(data: bytes) -> LedgerCommand | PermanentError:
+    """The command, or why there is none: reported after the claim, so a duplicate or a
+    conflicting redelivery is still recognised as such first."""
     try:
-        command = parse_event(data)
-    except PermanentError:
-        return None
-    if isinstance(command, PaymentSucceeded | PayoutPaid) and command.amount:
-        return command
-    return None
+        return parse_event(data)
+    except PermanentError as exc:
+        return exc
 
 
 def _apply_in_one_statement(
@@ -118,12 +120,7 @@ def _apply_in_one_statement(
     return [] if outcome.outbox_id is None else [outcome.outbox_id]
 
 
-def apply_event(conn: Connection, key: EventKey, data: bytes) -> list[int]:
-    command = parse_event(data)
-    if isinstance(command, Ignored):
-        mark_ignored(conn, key)
-        log.info("event type has no ledger effect", event_type=command.event_type)
-        return []
+def apply_event(conn: Connection, key: EventKey, command: Effect) -> list[int]:
     kind, entries = _entries(conn, command, key)
     entries = [p for p in entries if p.amount]
     if not entries:
