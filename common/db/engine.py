@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from common.config import Settings, get_settings
+from common.db import pg8000_dialect
+from common.db.sqlstate import driver_error
 from common.errors import ConfigError
 
 STATEMENT_TIMEOUT_MS = 30_000
@@ -19,6 +21,10 @@ SOCKET_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 15
 """pg8000's timeout bounds every socket read, not only the connect: it must outlast the
 server's statement_timeout, so a slow statement ends cleanly on the server's side instead
 of mid-reply on ours."""
+
+sa.dialects.registry.register(
+    f"postgresql.{pg8000_dialect.NAME}", pg8000_dialect.__name__, "Pg8000Dialect"
+)
 
 _engine: Engine | None = None
 _lock = threading.Lock()
@@ -30,17 +36,23 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": 30,
         "pool_recycle": 1800,
-        "pool_pre_ping": True,
+        # No ping per checkout (a round trip before every transaction): a connection the
+        # server dropped fails its first statement instead, that request is retried by its
+        # caller (a 503 to Pub/Sub, Cloud Tasks or the operator), and the pool discards every
+        # connection older than the failure (`discard_connections_on_error`).
+        "pool_pre_ping": False,
     }
     target = url or settings.database_url
     if target is None and settings.cloud_sql_instance:
         engine = sa.create_engine(
-            "postgresql+pg8000://", creator=_cloud_sql_creator(settings), **kwargs
+            f"postgresql+{pg8000_dialect.NAME}://", creator=_cloud_sql_creator(settings), **kwargs
         )
     elif target is None:
         raise ConfigError("HOOKYARD_DATABASE_URL is not set")
     else:
-        engine = sa.create_engine(target, connect_args={"timeout": SOCKET_TIMEOUT_S}, **kwargs)
+        engine = sa.create_engine(
+            _with_our_dialect(target), connect_args={"timeout": SOCKET_TIMEOUT_S}, **kwargs
+        )
 
     @sa.event.listens_for(engine, "connect")
     def _session_defaults(dbapi_conn: Any, _record: Any) -> None:
@@ -60,6 +72,13 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
     return engine
 
 
+def _with_our_dialect(url: str) -> sa.URL:
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql+pg8000":
+        return parsed.set(drivername=f"postgresql+{pg8000_dialect.NAME}")
+    return parsed
+
+
 def discard_connections_on_error(engine: Engine) -> None:
     """A connection that saw an exception inside a transaction is closed, never reused.
 
@@ -68,12 +87,17 @@ def discard_connections_on_error(engine: Engine) -> None:
     wrong statement, and a pooled connection in that state once committed one event's inbox
     row without its effects. Closing the socket makes the server abort the transaction, so
     nothing of it can commit; the pool opens a fresh connection for the next caller.
+
+    A lost server (a restart, a failover, sessions terminated) drops every pooled connection
+    at once: then the whole pool is discarded, so only one request finds out the hard way.
     """
 
     @sa.event.listens_for(engine, "handle_error")
     def _during_execution(context: sa.engine.ExceptionContext) -> None:
+        context.invalidate_pool_on_disconnect = context.is_disconnect or _server_gone(
+            context.original_exception
+        )
         context.is_disconnect = True
-        context.invalidate_pool_on_disconnect = False
 
     @sa.event.listens_for(engine, "rollback")
     def _while_unwinding(conn: Connection) -> None:
@@ -81,6 +105,14 @@ def discard_connections_on_error(engine: Engine) -> None:
         # that raised) discards the connection instead of trusting its protocol state.
         if sys.exc_info()[1] is not None and not conn.invalidated:
             conn.invalidate()
+
+
+SERVER_GONE_SQLSTATES = ("08", "57P")
+"""Connection exceptions, and the server shutting down or terminating the session."""
+
+
+def _server_gone(exc: BaseException) -> bool:
+    return driver_error(exc).get("C", "").startswith(SERVER_GONE_SQLSTATES)
 
 
 def _cloud_sql_creator(settings: Settings) -> Any:

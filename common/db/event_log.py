@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from common.db.inbox import Claim, EventKey, same_body
+from common.db.pg8000_dialect import prepared
 
-_RECORD = sa.text(
+_RECORD = prepared(
     """
     INSERT INTO event_log (source, event_id, event_type, received_at, content_type,
                            body_sha256, body_bytes, message_id)

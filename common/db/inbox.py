@@ -12,7 +12,7 @@ _CLAIM = sa.text(
     """
     INSERT INTO inbox (source, event_id, event_type, subscription, message_id, outcome,
                        body_sha256)
-    VALUES (:source, :event_id, :event_type, :subscription, :message_id, 'applied',
+    VALUES (:source, :event_id, :event_type, :subscription, :message_id, :outcome,
             :body_sha256)
     ON CONFLICT (source, event_id) DO NOTHING
     RETURNING 1
@@ -45,8 +45,10 @@ def claim(
     subscription: str,
     message_id: str | None,
     body_sha256: bytes,
+    outcome: str = "applied",
 ) -> Claim:
-    """FIRST for the first delivery of the event.
+    """FIRST for the first delivery of the event. `outcome` is 'ignored' for an event the
+    caller already knows it will not apply, which saves marking it afterwards.
 
     A concurrent delivery of the same event blocks on the unique key until the first
     transaction ends, then sees the row or, if that one rolled back, claims it. Only a
@@ -61,10 +63,17 @@ def claim(
             "subscription": subscription,
             "message_id": message_id,
             "body_sha256": body_sha256,
+            "outcome": outcome,
         },
     ).first()
     if inserted is not None:
         return Claim.FIRST
+    return compare_body(conn, key, body_sha256)
+
+
+def compare_body(conn: Connection, key: EventKey, body_sha256: bytes) -> Claim:
+    """For a delivery whose claim found the row: DUPLICATE or CONFLICT."""
+    params = {"source": key.source, "event_id": key.event_id}
     return same_body(conn.execute(_BODY_OF, params).scalar(), body_sha256)
 
 

@@ -49,6 +49,14 @@ _SET_REFUNDED = sa.text(
 )
 
 
+def balanced(kind: str, postings: Sequence[Posting]) -> list[Posting]:
+    """The nonzero postings, refused unless there are some and they sum to zero."""
+    nonzero = [p for p in postings if p.amount != 0]
+    if not nonzero or sum(p.amount for p in nonzero) != 0:
+        raise UnbalancedTransaction(f"{kind}: postings {nonzero} do not balance")
+    return nonzero
+
+
 def record(
     conn: Connection,
     *,
@@ -58,9 +66,7 @@ def record(
     cause: EventKey,
     postings: Sequence[Posting],
 ) -> int:
-    nonzero = [p for p in postings if p.amount != 0]
-    if not nonzero or sum(p.amount for p in nonzero) != 0:
-        raise UnbalancedTransaction(f"{kind}: postings {nonzero} do not balance")
+    nonzero = balanced(kind, postings)
     tx_id = (
         conn.execute(
             _RECORD,

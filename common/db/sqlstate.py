@@ -14,7 +14,11 @@ character. The same message fails the same way every time."""
 def server_error(exc: BaseException) -> dict[str, str]:
     """The fields of a server-reported error (pg8000 keeps them in a dict keyed by protocol
     letter: `C` the SQLSTATE, `M` the message), else empty."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    return driver_error(exc.orig if isinstance(exc, DBAPIError) else None)
+
+
+def driver_error(orig: BaseException | None) -> dict[str, str]:
+    """`server_error` for the driver's own exception, before SQLAlchemy wraps it."""
     fields = orig.args[0] if orig is not None and orig.args else None
     if not isinstance(fields, dict):
         return {}

@@ -14,7 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from common.db import accounts
+from common.errors import ServiceUnavailable
 from tests.support.postgres import TestServer
+from tests.support.pushes import ledger_push
+from tests.support.stack import stripe_event, wait_for
+from workers.push import Worker
 
 
 @pytest.fixture
@@ -97,3 +102,62 @@ def test_a_clean_transaction_keeps_its_connection(one_connection: Engine) -> Non
     assert backend_pid(one_connection) == before
     with one_connection.connect() as conn:
         assert conn.execute(sa.text("SELECT x FROM probe")).scalar_one() == "kept"
+
+
+def test_after_the_server_drops_every_connection_one_delivery_fails_then_all_land(
+    pg_server: TestServer, database: str
+) -> None:
+    """What a PostgreSQL restart does to a pool: every pooled session is gone. The worker
+    checks connections out without pinging them, so a delivery may find a dead one; it is
+    nacked (the broker redelivers) and the pool drops every connection from before the
+    restart, so the deliveries after it do not find the others one by one."""
+    engine = pg_server.engine(database, db_pool_size=3, db_max_overflow=0)
+    try:
+        with engine.begin() as conn:
+            accounts.create(conn, "acct", "usd", None)
+        worker = Worker(engine)
+        with engine.connect() as a, engine.connect() as b, engine.connect() as c:
+            pids = [
+                int(x.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()) for x in (a, b, c)
+            ]
+        terminate(pg_server, database, pids)
+
+        nacks = 0
+        for n in range(6):
+            push = ledger_push(f"e{n}", stripe_event(f"e{n}", "payment_intent.succeeded", "acct",
+                                                     amount_received=100))  # fmt: skip
+            for _ in range(10):  # the broker's redeliveries
+                try:
+                    worker.deliver("ledger", push)
+                    break
+                except ServiceUnavailable:
+                    nacks += 1
+        assert nacks <= 1
+        with engine.connect() as conn:
+            found = accounts.get(conn, "acct")
+            assert found is not None
+            assert found.available == 600
+    finally:
+        engine.dispose()
+
+
+def terminate(pg_server: TestServer, database: str, pids: list[int]) -> None:
+    admin = pg_server.engine(database, db_pool_size=1)
+    try:
+        with admin.begin() as conn:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:p AS int[])) AS pid"),
+                {"p": pids},
+            )
+
+        def gone() -> bool:
+            with admin.connect() as conn:
+                alive = conn.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"),
+                    {"p": pids},
+                ).scalar_one()
+            return alive == 0
+
+        wait_for(gone)
+    finally:
+        admin.dispose()

@@ -1,16 +1,21 @@
 """Applies one event to the ledger inside the caller's transaction (with its inbox row).
 
-A payment or payout costs two statements after the inbox claim: the balance update (which
-also takes the account's row lock and checks its currency) and the ledger write. A change
-to a notifiable account adds one outbox row in the same transaction; its id is returned so
-the caller can relay it right after commit.
+A payment or payout, the common case, is one statement (`common.db.ledger_apply`): the inbox
+claim, the balance update (which takes the account's row lock and checks its currency), the
+ledger write and, for a notifiable account, the outbox row. A duplicate pays a second
+statement to compare bodies; an account that cannot take the event, one to say why. An
+event type the ledger ignores is its claim alone, marked ignored. Refunds and disputes read
+before they write: they claim, lock, then apply.
+
+A change to a notifiable account writes one outbox row in the same transaction; its id is
+returned so the caller can relay it right after commit.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from common.db import accounts, disputes, inbox, ledger, outbox
+from common.db import accounts, disputes, inbox, ledger, ledger_apply, outbox
 from common.db.accounts import Account
 from common.db.inbox import EventKey, mark_ignored
 from common.db.ledger import Posting
@@ -24,6 +29,7 @@ from workers.ledger.events import (
     DisputeCreated,
     Effect,
     Ignored,
+    LedgerCommand,
     PaymentSucceeded,
     PayoutPaid,
     parse_event,
@@ -44,6 +50,9 @@ def apply_once(conn: Connection, delivered: Delivered) -> list[int]:
     if key.source not in LEDGER_SOURCES:
         raise PermanentError(f"the ledger takes {', '.join(sorted(LEDGER_SOURCES))} events, "
                              f"not {key.source!r}")  # fmt: skip
+    parsed = _parse(delivered.message.data)
+    if isinstance(parsed, PaymentSucceeded | PayoutPaid) and parsed.amount:
+        return _apply_in_one_statement(conn, delivered, parsed)
     claim = inbox.claim(
         conn,
         key,
@@ -51,19 +60,67 @@ def apply_once(conn: Connection, delivered: Delivered) -> list[int]:
         subscription=delivered.subscription,
         message_id=delivered.message.message_id,
         body_sha256=delivered.body_sha256,
+        outcome="ignored" if isinstance(parsed, Ignored) else "applied",
     )
     if not refuse_conflict(claim):
         log.info("duplicate delivery acknowledged without effect")
         return []
-    return apply_event(conn, key, delivered.message.data)
-
-
-def apply_event(conn: Connection, key: EventKey, data: bytes) -> list[int]:
-    command = parse_event(data)
-    if isinstance(command, Ignored):
-        mark_ignored(conn, key)
-        log.info("event type has no ledger effect", event_type=command.event_type)
+    if isinstance(parsed, PermanentError):
+        raise parsed
+    if isinstance(parsed, Ignored):
+        log.info("event type has no ledger effect", event_type=parsed.event_type)
         return []
+    return apply_event(conn, key, parsed)
+
+
+def _parse(data: bytes) -> LedgerCommand | PermanentError:
+    """The command, or why there is none: reported after the claim, so a duplicate or a
+    conflicting redelivery is still recognised as such first."""
+    try:
+        return parse_event(data)
+    except PermanentError as exc:
+        return exc
+
+
+def _apply_in_one_statement(
+    conn: Connection, delivered: Delivered, command: PaymentSucceeded | PayoutPaid
+) -> list[int]:
+    key = delivered.key
+    kind, entries = _entries(conn, command, key)
+    account_id = command.account_id
+    available, held = _deltas(account_id, entries)
+    outcome = ledger_apply.apply(
+        conn,
+        ledger_apply.Arrival(
+            key=key,
+            event_type=delivered.event_type,
+            subscription=delivered.subscription,
+            message_id=delivered.message.message_id,
+            body_sha256=delivered.body_sha256,
+        ),
+        ledger_apply.Movement(
+            account_id=account_id,
+            currency=command.currency,
+            kind=kind,
+            postings=entries,
+            available=available,
+            held=held,
+        ),
+        notify_kind=BALANCE_UPDATED,
+    )
+    if not outcome.claimed:
+        refuse_conflict(inbox.compare_body(conn, key, delivered.body_sha256))
+        log.info("duplicate delivery acknowledged without effect")
+        return []
+    if not outcome.applied:
+        # Raising rolls the claim back with the rest: the inbox keeps no row for it.
+        _explain_rejection(conn, command)
+        raise PermanentError(f"account {account_id!r} cannot take this event")  # pragma: no cover
+    log.info("ledger updated", kind=kind, account_id=account_id, available=available, held=held)
+    return [] if outcome.outbox_id is None else [outcome.outbox_id]
+
+
+def apply_event(conn: Connection, key: EventKey, command: Effect) -> list[int]:
     kind, entries = _entries(conn, command, key)
     entries = [p for p in entries if p.amount]
     if not entries:
@@ -72,8 +129,7 @@ def apply_event(conn: Connection, key: EventKey, data: bytes) -> list[int]:
         log.info("event changes nothing", kind=kind)
         return []
     account_id = command.account_id
-    available = sum(p.amount for p in entries if p.ledger_account == postings.available(account_id))
-    held = sum(p.amount for p in entries if p.ledger_account == postings.held(account_id))
+    available, held = _deltas(account_id, entries)
     account = accounts.apply_delta(
         conn, account_id, command.currency, available=available, held=held
     )
@@ -90,6 +146,13 @@ def apply_event(conn: Connection, key: EventKey, data: bytes) -> list[int]:
     )
     log.info("ledger updated", kind=kind, account_id=account_id, available=available, held=held)
     return [_announce(conn, account, key)] if account.notifications_enabled else []
+
+
+def _deltas(account_id: str, entries: list[Posting]) -> tuple[int, int]:
+    """How much the account's available and held balances move."""
+    available = sum(p.amount for p in entries if p.ledger_account == postings.available(account_id))
+    held = sum(p.amount for p in entries if p.ledger_account == postings.held(account_id))
+    return available, held
 
 
 def _announce(conn: Connection, account: Account, cause: EventKey) -> int:
