@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def request_threads() -> int:
+    """The request threads of this process's server as functions-framework sizes gunicorn:
+    THREADS if set, else four per core."""
+    try:
+        return max(int(os.environ.get("THREADS", "")), 1)
+    except ValueError:
+        return (os.cpu_count() or 1) * 4
 
 
 class Settings(BaseSettings):
@@ -28,7 +38,12 @@ class Settings(BaseSettings):
     )
     db_user: str = "hookyard"
     db_name: str = "hookyard"
-    db_pool_size: int = Field(default=5, ge=1)
+    db_pool_size: int = Field(
+        default_factory=request_threads,
+        ge=1,
+        description="Pooled connections: by default one per request thread of the server "
+        "(functions-framework's THREADS), so no request waits for or opens a connection.",
+    )
     db_max_overflow: int = Field(default=2, ge=0)
     emulator_url: str | None = Field(
         default=None,
