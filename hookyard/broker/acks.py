@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.engine import Connection, Engine
 
+from common.db.engine import single_statement
 from common.logging import get_logger
 from hookyard.broker.settle import Ack, Outcome
 from hookyard.broker.store import Delivery
@@ -98,7 +99,7 @@ class AckBatcher:
 
     def _flush(self, batch: Sequence[Ack]) -> None:
         try:
-            with self._engine.begin() as conn:
+            with single_statement(self._engine) as conn:  # `Settler.acks` is one statement
                 outcomes = self._settle(conn, batch)
         except Exception:
             # Their leases will run out and count as failed attempts, as for any lost result.

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import httpx
 from sqlalchemy.engine import Engine
 
+from common.db.engine import single_statement
 from common.errors import BadRequest, NotFound
 from common.logging import get_logger
 from common.oidc import TokenProvider
@@ -97,7 +98,7 @@ class Broker:
         if not self._installed:
             self.install()
         routed = [(m, self._routes.subscribers(topic, m.attributes)) for m in messages]
-        with self._engine.begin() as conn:
+        with single_statement(self._engine) as conn:
             ids = store.publish(conn, topic, routed)
         wakeup = self._wakeup
         if wakeup is not None:

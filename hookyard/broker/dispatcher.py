@@ -19,6 +19,7 @@ from concurrent.futures import wait as wait_futures
 import httpx
 from sqlalchemy.engine import Engine
 
+from common.db.engine import single_statement
 from common.envelope import build_envelope
 from common.logging import get_logger
 from common.oidc import TokenProvider
@@ -129,7 +130,7 @@ class Dispatcher:
             free = self._capacity - len(self._running)
         if free <= 0:
             return self._max_idle_s
-        with self._engine.begin() as conn:
+        with single_statement(self._engine) as conn:
             claimed = store.claim(conn, self._lease_s, free)
         for delivery in claimed:
             self._submit(delivery)

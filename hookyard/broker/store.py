@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from common.db.pg8000_dialect import prepared
 from common.topology import Subscription
 
 CHANNEL = "emulator_pubsub"
@@ -55,7 +56,7 @@ def install(conn: Connection) -> None:
 # deliveries can name their message and ordering keys keep the order they were published in.
 # The NOTIFY is sent by PostgreSQL only when the caller's transaction commits, so a woken
 # dispatcher always finds the rows.
-_PUBLISH = sa.text("""
+_PUBLISH = prepared("""
     WITH batch AS MATERIALIZED (
         SELECT nextval(pg_get_serial_sequence('emulator.messages', 'id')) AS id, u.n,
                u.data, u.attributes, u.ordering_key
@@ -131,7 +132,7 @@ _NOT_PAUSED = """
 
 _MESSAGE_COLUMNS = "m.topic, m.data, m.attributes, m.ordering_key, m.publish_time"
 
-_CLAIM = sa.text(f"""
+_CLAIM = prepared(f"""
     WITH lease AS (
         SELECT key AS subscription, CAST(value AS double precision) AS seconds
         FROM jsonb_each_text(CAST(:leases AS jsonb))
@@ -170,15 +171,16 @@ def claim(conn: Connection, lease_seconds: Mapping[str, float], limit: int) -> l
     return sorted((_delivery(row) for row in rows), key=lambda d: d.message_id)
 
 
-_EXPIRED = sa.text(f"""
+_EXPIRED = prepared(f"""
     SELECT d.subscription, d.message_id, d.attempts, {_MESSAGE_COLUMNS}
     FROM emulator.deliveries AS d
     JOIN emulator.messages AS m ON m.id = d.message_id
-    WHERE d.subscription IN :subscriptions AND d.state = 'inflight' AND d.due_at <= now()
+    WHERE d.subscription = ANY(CAST(:subscriptions AS text[]))
+      AND d.state = 'inflight' AND d.due_at <= now()
     ORDER BY d.due_at, d.message_id
     LIMIT :limit
     FOR UPDATE OF d SKIP LOCKED
-""").bindparams(sa.bindparam("subscriptions", expanding=True))
+""")
 
 
 def expired_leases(conn: Connection, subscriptions: Sequence[str], limit: int) -> list[Delivery]:
@@ -193,7 +195,7 @@ _OF_CLAIM = (
     "WHERE subscription = :subscription AND message_id = :message_id "
     "AND state = 'inflight' AND attempts = :attempts"
 )
-_MARK_ACKED = sa.text("""
+_MARK_ACKED = prepared("""
     WITH acked AS (
         UPDATE emulator.deliveries AS d
         SET state = 'acked', last_status = a.status, last_error = NULL
@@ -218,16 +220,16 @@ _MARK_ACKED = sa.text("""
     )
     SELECT subscription, message_id, attempts FROM acked
 """)
-_MARK_RETRY = sa.text(
+_MARK_RETRY = prepared(
     "UPDATE emulator.deliveries SET state = 'pending', attempts = attempts + 1, "
     "due_at = now() + make_interval(secs => :delay), last_status = :status, "
     f"last_error = :error {_OF_CLAIM}"
 )
-_MARK_DEAD = sa.text(
+_MARK_DEAD = prepared(
     "UPDATE emulator.deliveries SET state = 'dead', attempts = attempts + 1, "
     f"last_status = :status, last_error = :error {_OF_CLAIM}"
 )
-_RELEASE = sa.text(f"UPDATE emulator.deliveries SET state = 'pending', due_at = now() {_OF_CLAIM}")
+_RELEASE = prepared(f"UPDATE emulator.deliveries SET state = 'pending', due_at = now() {_OF_CLAIM}")
 
 
 def _claim_key(delivery: Delivery) -> dict[str, Any]:
@@ -281,17 +283,17 @@ def release(conn: Connection, delivery: Delivery) -> bool:
 
 
 # greatest() skips NULL: a subscription that was never paused waits for its rows only.
-_SECONDS_UNTIL_DUE = sa.text(f"""
+_SECONDS_UNTIL_DUE = prepared(f"""
     SELECT EXTRACT(EPOCH FROM min(
                CASE WHEN d.state = 'pending' THEN greatest(d.due_at, p.paused_until)
                     ELSE d.due_at END
            ) - clock_timestamp())
     FROM emulator.deliveries AS d
     LEFT JOIN emulator.push_backoff AS p ON p.subscription = d.subscription
-    WHERE d.subscription IN :subscriptions
+    WHERE d.subscription = ANY(CAST(:subscriptions AS text[]))
       AND d.state IN ('pending', 'inflight')
       AND {_NOT_BLOCKED_BY_ORDERING}
-""").bindparams(sa.bindparam("subscriptions", expanding=True))
+""")
 
 
 def seconds_until_due(conn: Connection, subscriptions: Sequence[str]) -> float | None:
