@@ -11,6 +11,7 @@ import pytest
 
 from common.errors import ServiceUnavailable, Unauthorized
 from common.oidc import (
+    CLOCK_SKEW_S,
     DEFAULT_CERTS_TTL_S,
     GOOGLE_ISSUERS,
     REFETCH_INTERVAL_S,
@@ -39,9 +40,11 @@ def google(tmp_path: Path) -> Iterator[FakeGoogle]:
         yield running
 
 
-def _verifier(google: FakeGoogle, clock: Clock) -> OidcVerifier:
+def _verifier(google: FakeGoogle, clock: Clock, remembered: int = 0) -> OidcVerifier:
+    """Remembering no token by default: these tests are about certificates, and tokens
+    minted in the same second are the same string."""
     cache = CertificateCache(google.certs_url, clock=clock)
-    return OidcVerifier(cache, GOOGLE_ISSUERS, AUDIENCE, {PUSH})
+    return OidcVerifier(cache, GOOGLE_ISSUERS, AUDIENCE, {PUSH}, remembered=remembered)
 
 
 def test_a_good_token_is_accepted_and_certificates_are_fetched_once(google: FakeGoogle) -> None:
@@ -172,3 +175,32 @@ def test_the_minter_reuses_a_token_until_shortly_before_it_expires(google: FakeG
     assert minter.token(PUSH, AUDIENCE) == first
     clock.now += 400  # within the re-mint margin of its hour
     assert minter.token(PUSH, AUDIENCE) != first
+
+
+def test_a_remembered_token_is_never_accepted_past_its_expiry(google: FakeGoogle) -> None:
+    clock = Clock()
+    clock.now = time.time()
+    cache = CertificateCache(google.certs_url, clock=clock)
+    verifier = OidcVerifier(cache, GOOGLE_ISSUERS, AUDIENCE, {PUSH}, clock=clock)
+    token = google.token(AUDIENCE, PUSH, exp=int(clock.now) + 120)
+    for _ in range(3):
+        assert verifier.verify_token(token).email == PUSH
+    clock.now += 120 + CLOCK_SKEW_S + 1
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier.verify_token(token)
+
+
+def test_only_the_exact_token_that_was_verified_is_remembered(google: FakeGoogle) -> None:
+    verifier = _verifier(google, Clock(), remembered=16)
+    token = google.token(AUDIENCE, PUSH)
+    verifier.verify_token(token)
+    header, payload, signature = token.split(".")
+    forged = ".".join(
+        (header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB"))
+    )
+    with pytest.raises(Unauthorized, match="signature"):
+        verifier.verify_token(forged)
+    other = google.token("https://elsewhere.example", PUSH)
+    with pytest.raises(Unauthorized, match="audience"):
+        verifier.verify_token(other)
+    assert verifier.verify_token(token).email == PUSH
