@@ -96,6 +96,8 @@ class Endpoint:
     in_flight: Callable[[], int]
     final_check: Callable[[Workload], None]
     open_accounts: Callable[[Workload], None]
+    pid: int | None = None
+    """The root of the target's processes, for memory samples."""
 
 
 class BenchFailure(SystemExit):
@@ -285,7 +287,14 @@ def hookyard_target(root: Path) -> Iterator[Endpoint]:
                     raise BenchFailure(f"{applied} ledger transactions for {work.events} events")
 
             yield Endpoint(
-                url, "/webhooks/stripe", 202, balances, in_flight, final_check, open_accounts
+                url,
+                "/webhooks/stripe",
+                202,
+                balances,
+                in_flight,
+                final_check,
+                open_accounts,
+                pid=proc.pid,
             )
     finally:
         if engine is not None:
@@ -395,13 +404,24 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):7.1f}  ({min(values):.1f}-{max(values):.1f})"
 
 
-def run_interleaved(events: int, reps: int) -> dict[Target, list[E2EFigures]]:
+@dataclass
+class E2ERun:
+    runs: dict[Target, list[E2EFigures]]
+    memory: dict[str, tuple[int, int]]
+    """kB of RSS of each Hookyard process after the first repetition and after the last."""
+    events_at: tuple[int, int]
+
+
+def run_interleaved(events: int, reps: int) -> E2ERun:
     """hookyard, hookrelay, hookyard, ...: both targets see the same drift in machine load.
 
     Both stay up for the whole run (starting `hookyard dev` is not what is measured), the
     one not being measured idle; each repetition has its own accounts and event ids.
     """
+    from tests.load.bench_memory import rss_by_process
+
     runs: dict[Target, list[E2EFigures]] = {"hookyard": [], "hookrelay": []}
+    samples: list[dict[str, int]] = []
     root = Path(tempfile.mkdtemp(prefix="hookyard-bench-e2e-"))
     try:
         with (
@@ -419,12 +439,17 @@ def run_interleaved(events: int, reps: int) -> dict[Target, list[E2EFigures]]:
                         f"balances ok, {run.resent} resent",
                         flush=True,
                     )
+                if ours.pid is not None and rep in (1, reps):
+                    samples.append(rss_by_process(ours.pid))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return runs
+    first, last = samples[0], samples[-1]
+    memory = {name: (first[name], last[name]) for name in first if name in last}
+    return E2ERun(runs, memory, (events, events * reps))
 
 
-def summary(runs: dict[Target, list[E2EFigures]]) -> list[str]:
+def summary(run: E2ERun) -> list[str]:
+    runs = run.runs
     first = runs["hookyard"][0]
     lines = [
         f"end to end: {first.events} Stripe payments + {first.duplicates} duplicates over "
@@ -445,18 +470,25 @@ def summary(runs: dict[Target, list[E2EFigures]]) -> list[str]:
         f"  ratio hookyard/hookrelay: {ratio(lambda f: f.events_per_s):.2f} end to end "
         f"(target >= 1.5), {ratio(lambda f: f.ingest_per_s):.2f} ingest"
     )
+    low, high = run.events_at
+    lines.append(f"RSS of each Hookyard process after {low:,} and after {high:,} events:")
+    for name, (before, after) in sorted(run.memory.items()):
+        lines.append(
+            f"  {name:<52} {before / 1024:7.1f} -> {after / 1024:7.1f} MiB "
+            f"({after / before - 1:+.1%})"
+        )
     return lines
 
 
-def main() -> dict[Target, list[E2EFigures]]:
+def main() -> E2ERun:
     events = int(os.environ.get("EVENTS", "3000"))
     reps = int(os.environ.get("BENCH_REPS", os.environ.get("REPS", str(REPS))))
     # Per-request INFO lines would measure the terminal, as in bench_worker.
     configure_logging("WARNING")
     bench_env.ensure()
-    runs = run_interleaved(events, reps)
-    print("\n".join(summary(runs)))
-    return runs
+    run = run_interleaved(events, reps)
+    print("\n".join(summary(run)))
+    return run
 
 
 if __name__ == "__main__":

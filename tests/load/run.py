@@ -18,13 +18,16 @@ from typing import Any, TypeVar
 
 from tests.load import (
     bench_cold_start,
+    bench_e2e,
     bench_emulators,
+    bench_env,
     bench_ingest,
     bench_latency,
     bench_signatures,
     bench_slow_connections,
     bench_worker,
 )
+from tests.load.bench_ingest import Spread
 from tests.load.report import Bar, Report, Row, write
 
 T = TypeVar("T")
@@ -97,6 +100,44 @@ def ingest_rows(report: Report, f: bench_ingest.IngestFigures) -> None:
                            "under half load", load_p50, (load_p50, load_p50)))  # fmt: skip
 
 
+def e2e_rows(report: Report, run: bench_e2e.E2ERun) -> None:
+    report.raw["e2e"] = run
+    ours, peer = run.runs["hookyard"], run.runs["hookrelay"]
+
+    def spread(figures: list[bench_e2e.E2EFigures], pick: Callable[[Any], float]) -> Spread:
+        return Spread.of([pick(f) for f in figures])
+
+    events = spread(ours, lambda f: f.events_per_s)
+    peer_events = spread(peer, lambda f: f.events_per_s)
+    ingest = spread(ours, lambda f: f.ingest_per_s)
+    peer_ingest = spread(peer, lambda f: f.ingest_per_s)
+    ratio = events.median / peer_events.median
+    first = ours[0]
+    report.rows.append(Row(
+        f"end to end: {first.events:,} Stripe payments + {first.duplicates:,} duplicates, "
+        f"{bench_e2e.THREADS} client threads, until every balance is right (events/s)",
+        f"{events}", f"hookrelay 0.4 tuned: {peer_events}", f"{ratio:.2f}", "≥ 1.5",
+        ratio >= 1.5,
+    ))  # fmt: skip
+    report.rows.append(Row(
+        "same run, ingest (deliveries/s while sending)",
+        f"{ingest}", f"{peer_ingest}", f"{ingest.median / peer_ingest.median:.2f}", "—", None,
+    ))  # fmt: skip
+    low, high = run.events_at
+    growth = {name: after / before - 1 for name, (before, after) in run.memory.items()}
+    worst = max(growth, key=lambda name: growth[name]) if growth else "none"
+    if growth:
+        report.rows.append(Row(
+            f"memory: RSS growth of each process from {low:,} to {high:,} events "
+            f"(worst: {worst})",
+            f"{growth[worst]:+.1%}", "—", "—",
+            "within 20 % from 10,000 to 100,000 events", None,
+        ))  # fmt: skip
+    report.bars.append(Bar("End to end, events/s", "events/s", events.median,
+                           (events.low, events.high), "hookrelay 0.4", peer_events.median,
+                           (peer_events.low, peer_events.high)))  # fmt: skip
+
+
 def worker_rows(report: Report, f: Any) -> None:
     if f is None:
         return
@@ -121,16 +162,19 @@ def main() -> None:
         report.section("A shortened run", f"BENCH_REPS={os.environ.get('BENCH_REPS', '')} "
                        f"EVENTS={os.environ.get('EVENTS', '')}: figures from fewer repetitions "
                        "or events than the default.")  # fmt: skip
+    chart_python = str(bench_env.ensure())
+    e2e = run(report, "end to end beside hookrelay 0.4", bench_e2e.main)
+    e2e_rows(report, e2e)
     ingest = run(report, "ingest and webhook -> balance latency", bench_ingest.main)
     ingest_rows(report, ingest)
     worker = run(report, "ledger worker vs pgbench", bench_worker.main)
     worker_rows(report, worker)
-    run(report, "time to ready and webhook -> balance (hookyard dev)", bench_latency.main)
+    run(report, "time to ready (hookyard dev)", bench_latency.main)
     run(report, "signature verification", bench_signatures.main)
     run(report, "local emulators", bench_emulators.main)
     run(report, "slow connections", bench_slow_connections.main)
     run(report, "cold start per deployed target", bench_cold_start.main)
-    write(report, {}, chart_python=None)
+    write(report, {"hookrelay": "0.4.0"}, chart_python=chart_python)
     print(f"\nwrote {os.path.relpath(report_path())}")
 
 

@@ -55,5 +55,5 @@ def test_units_are_normalised_and_every_failure_counts() -> None:
 
 
 def test_a_report_without_figures_is_refused() -> None:
-    with pytest.raises(ValueError, match="Requests/sec|latency|requests in"):
+    with pytest.raises(ValueError, match="wrk report has no"):
         parse("unable to connect to 127.0.0.1:1 Connection refused\n")
