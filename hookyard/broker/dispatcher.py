@@ -39,6 +39,7 @@ LEASE_MARGIN_S = 5.0
 _CONTENDED_WAIT_S = 0.05
 _ERROR_WAIT_S = 1.0
 _REAP_BATCH = 100
+_REAP_INTERVAL_S = 1.0
 # Acks settled by one statement at most: a bound on its size, not a target.
 ACK_BATCH = 256
 _HEADERS = {
@@ -80,6 +81,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._running: dict[Future[None], Delivery] = {}
         self._stopping = threading.Event()
+        self._reaped_at = -_REAP_INTERVAL_S
         self._thread = threading.Thread(target=self._run, name="broker-dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -122,10 +124,15 @@ class Dispatcher:
     def _dispatch_due(self) -> float:
         """Returns how long nothing can become due without something waking us."""
         names = list(self._subscriptions)
-        with self._engine.begin() as conn:
-            for delivery in store.expired_leases(conn, names, _REAP_BATCH):
-                outcome = self._settler.failure(conn, delivery, None, "lease expired")
-                self._log_outcome(delivery, outcome, status=None, error="lease expired")
+        now = time.monotonic()
+        if now - self._reaped_at >= _REAP_INTERVAL_S:
+            # A lease outlives its ack deadline (10 s at least), so looking once a second is
+            # prompt enough, and a busy loop does not pay a transaction per push for it.
+            self._reaped_at = now
+            with self._engine.begin() as conn:
+                for delivery in store.expired_leases(conn, names, _REAP_BATCH):
+                    outcome = self._settler.failure(conn, delivery, None, "lease expired")
+                    self._log_outcome(delivery, outcome, status=None, error="lease expired")
         with self._lock:
             free = self._capacity - len(self._running)
         if free <= 0:
@@ -136,7 +143,7 @@ class Dispatcher:
             self._submit(delivery)
         if len(claimed) == free:
             return self._max_idle_s
-        with self._engine.connect() as conn:
+        with single_statement(self._engine) as conn:
             due_in = store.seconds_until_due(conn, names)
         if due_in is None:
             return self._max_idle_s
