@@ -26,7 +26,7 @@ def draw(bars: list[dict[str, Any]], out: str) -> None:
     for ax in axes.flat[len(bars) :]:
         ax.axis("off")
     for ax, bar in zip(axes.flat, bars, strict=False):
-        labels, values, colours, errors = ["Hookyard"], [bar["hookyard"]], [HOOKYARD], []
+        labels, values, colours, errors = [bar["label"]], [bar["hookyard"]], [HOOKYARD], []
         errors.append(_error(bar["hookyard"], bar["hookyard_range"]))
         if bar["reference"] is not None:
             labels.append(bar["reference_label"])

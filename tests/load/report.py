@@ -47,6 +47,7 @@ class Bar:
     reference_label: str
     reference: float | None
     reference_range: tuple[float, float] | None = None
+    label: str = "Hookyard"
 
 
 @dataclass

@@ -96,8 +96,9 @@ def ingest_rows(report: Report, f: bench_ingest.IngestFigures) -> None:
                            f.webhook_p50_ms.median, (f.webhook_p50_ms.low, f.webhook_p50_ms.high),
                            "ff hello", f.hello_p50_ms.median,
                            (f.hello_p50_ms.low, f.hello_p50_ms.high)))  # fmt: skip
-    report.bars.append(Bar("Webhook → balance p50, ms", "ms", seq_p50, (seq_p50, seq_p50),
-                           "under half load", load_p50, (load_p50, load_p50)))  # fmt: skip
+    report.bars.append(Bar("Webhook → balance p50, ms (Hookyard)", "ms", seq_p50,
+                           (seq_p50, seq_p50), "under half load", load_p50,
+                           (load_p50, load_p50), label="idle"))  # fmt: skip
 
 
 def e2e_rows(report: Report, run: bench_e2e.E2ERun) -> None:
