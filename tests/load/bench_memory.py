@@ -81,14 +81,21 @@ def _label(pid: int) -> str | None:
 
 
 def rss_by_process(root_pid: int) -> dict[str, int]:
-    """kB of resident memory of every Hookyard process under `root_pid`, by a stable name."""
+    """kB of resident memory of every Hookyard process under `root_pid`, by a stable name:
+    a target's gunicorn arbiter and the workers it forked (same command line) apart."""
     out: dict[str, int] = {}
-    pending = [(root_pid, None)]
+    pending: list[tuple[int, str | None]] = [(root_pid, None)]
     while pending:
         pid, parent_label = pending.pop()
         label = _label(pid)
-        if label is None and parent_label is not None:
-            label = f"{parent_label} worker"  # a gunicorn worker forked from its arbiter
+        if (
+            parent_label is not None
+            and parent_label.startswith("target ")
+            and (label is None or label == parent_label)
+        ):
+            label = f"{parent_label}, gunicorn worker"
+        elif label is not None and label.startswith("target "):
+            label = f"{label}, gunicorn arbiter"
         if label is not None:
             with contextlib.suppress(OSError, StopIteration, ValueError):
                 status = (Path("/proc") / str(pid) / "status").read_text().splitlines()
@@ -97,8 +104,10 @@ def rss_by_process(root_pid: int) -> dict[str, int]:
                 while name in out:
                     name, n = f"{label} #{n}", n + 1
                 out[name] = kb
-        if label is None or not label.endswith("worker"):
-            pending.extend((child, label) for child in _children(pid))
+        if label is not None and not label.endswith("worker"):
+            pending.extend(
+                (child, label.removesuffix(", gunicorn arbiter")) for child in _children(pid)
+            )
     return out
 
 
