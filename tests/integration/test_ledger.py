@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.db import accounts
-from common.envelope import build_envelope, parse_envelope
 from common.errors import ServiceUnavailable
+from tests.support.pushes import ledger_push
 from tests.support.stack import stripe_event
 from workers.push import Worker
 
 
 def deliver(worker: Worker, event_id: str, body: bytes, message_id: str | None = None) -> None:
-    raw = build_envelope(
-        project="p",
-        subscription="ledger",
-        message_id=message_id or f"m-{event_id}",
-        data=body,
-        attributes={"source": "stripe", "event_id": event_id},
-        publish_time=datetime.now(UTC),
-    )
-    worker.deliver("ledger", parse_envelope(json.dumps(raw).encode()))
+    worker.deliver("ledger", ledger_push(event_id, body, message_id))
 
 
 @pytest.fixture
