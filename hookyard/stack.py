@@ -38,6 +38,7 @@ from common.topology import Topology, get_topology
 from composition.adapters import Adapters
 from composition.targets import TARGETS, Composition, Target, TargetName
 from hookyard.broker import Broker
+from hookyard.broker.broker import MAX_CONCURRENT_PUSHES
 from hookyard.broker.grpc_api import MAX_WORKERS as PUBLISH_THREADS
 from hookyard.broker.grpc_api import PubSubGrpcServer
 from hookyard.dev_secrets import ensure_dev_secrets
@@ -63,8 +64,6 @@ ROUTES: dict[str, TargetName] = {
     "tasks": "worker",
     "health": "worker",
 }
-
-DISPATCH_THREADS = 16
 
 
 @dataclass
@@ -120,7 +119,7 @@ class LocalStack:
         # This process's threads that hold a connection at once: the Pub/Sub API's, the
         # dispatchers' (pushes that fail settle on their own thread), and the HTTP server's
         # (task REST calls; every target when they share this process).
-        pool = self.settings.db_pool_size + PUBLISH_THREADS + DISPATCH_THREADS
+        pool = self.settings.db_pool_size + PUBLISH_THREADS + MAX_CONCURRENT_PUSHES
         engine = self.engine = create_db_engine(
             self.settings.model_copy(update={"db_pool_size": pool}), url
         )

@@ -34,6 +34,9 @@ MAX_ATTRIBUTE_VALUE_BYTES = 1024
 MAX_ORDERING_KEY_BYTES = 1024
 
 
+MAX_CONCURRENT_PUSHES = 16
+
+
 class Broker:
     def __init__(
         self,
@@ -42,7 +45,7 @@ class Broker:
         push_base_url: str,
         *,
         project: str = "local-project",
-        max_concurrent_pushes: int = 16,
+        max_concurrent_pushes: int = MAX_CONCURRENT_PUSHES,
         http_client: httpx.Client | None = None,
         max_idle_s: float = 5.0,
         token: TokenProvider | None = None,
