@@ -16,7 +16,6 @@ from common.config import Settings
 from common.db import accounts
 from common.db.engine import create_db_engine
 from tests.support.pg_wire import RoundTripCounter
-from tests.support.postgres import TestServer
 from tests.support.pushes import ledger_push
 from tests.support.stack import stripe_event
 from workers.push import Worker
@@ -39,12 +38,6 @@ class Statements:
     def first_transaction(self) -> list[str]:
         ends = [i for i, entry in enumerate(self.log) if entry in ("COMMIT", "ROLLBACK")]
         return self.log[: ends[0] + 1]
-
-
-@pytest.fixture
-def wire(pg_server: TestServer, database: str) -> Iterator[RoundTripCounter]:
-    with RoundTripCounter(pg_server.url_for(database)) as counter:
-        yield counter
 
 
 @pytest.fixture

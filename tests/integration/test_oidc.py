@@ -204,3 +204,21 @@ def test_only_the_exact_token_that_was_verified_is_remembered(google: FakeGoogle
     with pytest.raises(Unauthorized, match="audience"):
         verifier.verify_token(other)
     assert verifier.verify_token(token).email == PUSH
+
+
+def test_a_remembered_token_needs_no_certificate_while_it_is_remembered(
+    google: FakeGoogle,
+) -> None:
+    """The certificates have expired and cannot be fetched: a token never seen cannot be
+    checked, the one verified a moment ago is still known (without memory both fail)."""
+    verifying, fetching = Clock(), Clock()
+    verifying.now = time.time()
+    cache = CertificateCache(google.certs_url, clock=fetching)
+    verifier = OidcVerifier(cache, GOOGLE_ISSUERS, AUDIENCE, {PUSH}, clock=verifying)
+    token = google.token(AUDIENCE, PUSH)
+    verifier.verify_token(token)
+    google.failing = True
+    fetching.now += DEFAULT_CERTS_TTL_S + STALE_GRACE_S + 1
+    with pytest.raises(ServiceUnavailable):
+        verifier.verify_token(google.token(AUDIENCE, PUSH, sub="2"))
+    assert verifier.verify_token(token).email == PUSH

@@ -15,16 +15,9 @@ from common.db.engine import create_db_engine
 from common.db.pg8000_dialect import prepared
 from common.db.sqlstate import as_permanent
 from tests.support.pg_wire import RoundTripCounter
-from tests.support.postgres import TestServer
 
 INSERT = prepared("INSERT INTO probe (k, v) VALUES (:k, :v) RETURNING k, v")
 TO_INT = prepared("SELECT CAST(:x AS int) AS n")
-
-
-@pytest.fixture
-def wire(pg_server: TestServer, database: str) -> Iterator[RoundTripCounter]:
-    with RoundTripCounter(pg_server.url_for(database)) as counter:
-        yield counter
 
 
 @pytest.fixture
