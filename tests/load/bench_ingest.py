@@ -39,6 +39,7 @@ from common.messaging.local_wiring import LocalWiring
 from hookyard.stack import LocalStack
 from hookyard.supervisor import MAIN_PY, target_environment
 from tests.load import wrk
+from tests.load.report import Spread
 from tests.support.stack import ADMIN_TOKEN, TEST_SECRETS, free_port, signed_stripe, stripe_event
 
 HELLO_PY = Path(__file__).parent / "reference" / "hello.py"
@@ -53,22 +54,6 @@ UNIQUE_EVENTS = 40_000
 # Functions-framework's defaults are one worker and 4 threads per core; the issue's
 # measurement ran two workers, which both sides get here.
 GUNICORN_ENV = {"WORKERS": "2"}
-
-
-@dataclass(frozen=True, slots=True)
-class Spread:
-    """A median with the range it came from: one figure never stands alone."""
-
-    median: float
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, values: list[float]) -> Spread:
-        return cls(statistics.median(values), min(values), max(values))
-
-    def __str__(self) -> str:
-        return f"{self.median:,.1f} ({self.low:,.1f}-{self.high:,.1f})"
 
 
 @dataclass

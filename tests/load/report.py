@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,22 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 PAGE = DOCS / "benchmarks.md"
 FIGURES = DOCS / "benchmarks.json"
 CHART = DOCS / "benchmarks.png"
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A median with the range it came from: one figure never stands alone."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
+
+    def __str__(self) -> str:
+        return f"{self.median:,.1f} ({self.low:,.1f}-{self.high:,.1f})"
 
 
 @dataclass(frozen=True, slots=True)

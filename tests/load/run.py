@@ -27,8 +27,7 @@ from tests.load import (
     bench_slow_connections,
     bench_worker,
 )
-from tests.load.bench_ingest import Spread
-from tests.load.report import Bar, Report, Row, write
+from tests.load.report import PAGE, Bar, Report, Row, Spread, write
 
 T = TypeVar("T")
 
@@ -176,13 +175,7 @@ def main() -> None:
     run(report, "slow connections", bench_slow_connections.main)
     run(report, "cold start per deployed target", bench_cold_start.main)
     write(report, {"hookrelay": "0.4.0"}, chart_python=chart_python)
-    print(f"\nwrote {os.path.relpath(report_path())}")
-
-
-def report_path() -> str:
-    from tests.load.report import PAGE
-
-    return str(PAGE)
+    print(f"\nwrote {os.path.relpath(PAGE)}")
 
 
 if __name__ == "__main__":

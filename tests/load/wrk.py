@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Requests are lines "header-name\theader-value\tbody" (the body is compact JSON, one line).
 _SCRIPT = r"""
@@ -103,8 +104,8 @@ def run(
                 raise ValueError("one header and a one-line body per request")
             lines.append(f"{name}\t{value}\t{body.decode()}")
         data.write_text("\n".join(lines) + "\n")
-        path = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else "/"
-        base = url[: len(url) - len(path) + 1] if path != "/" else url
+        parts = urlsplit(url)
+        base, path = f"{parts.scheme}://{parts.netloc}", parts.path or "/"
         result = subprocess.run(
             [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
              "-s", str(script), base, "--", path, str(data), str(pause_ms), str(threads)],
