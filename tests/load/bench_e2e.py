@@ -41,6 +41,7 @@ from common.logging import configure_logging
 from hookyard.local_postgres import LocalPostgres
 from hookyard.stack import _create_database
 from tests.load import bench_env, bench_latency
+from tests.load.report import Spread
 from tests.support.stack import (
     ADMIN_TOKEN,
     STRIPE_SECRET,
@@ -400,10 +401,6 @@ def run_once(endpoint: Endpoint, target: Target, events: int, rep: int) -> E2EFi
     )
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):7.1f}  ({min(values):.1f}-{max(values):.1f})"
-
-
 @dataclass
 class E2ERun:
     runs: dict[Target, list[E2EFigures]]
@@ -458,8 +455,8 @@ def summary(run: E2ERun) -> list[str]:
     ]
     for target, figures in runs.items():
         lines.append(
-            f"  {target:9}  events/s {spread([f.events_per_s for f in figures])}   "
-            f"ingest deliveries/s {spread([f.ingest_per_s for f in figures])}"
+            f"  {target:9}  events/s {Spread.of([f.events_per_s for f in figures])}   "
+            f"ingest deliveries/s {Spread.of([f.ingest_per_s for f in figures])}"
         )
 
     def ratio(figure: Callable[[E2EFigures], float]) -> float:
