@@ -5,7 +5,10 @@ Bind and Execute, each followed by a Sync), numbers its parameters by scanning i
 Python on every execution (about 0.6 ms for the ledger's statement), and commits the same
 way. This dialect commits and rolls back with the simple protocol, one round trip each, and
 runs a statement marked with `prepared` as a named statement: parsed and planned once per
-connection, then one round trip per execution. Everything else is pg8000's dialect as is.
+connection, then one round trip per execution. Switching a connection to autocommit and back
+(`single_statement`) costs nothing on the wire unless the session's isolation level really
+changes: SQLAlchemy's dialect sends `SET SESSION CHARACTERISTICS` and a COMMIT, two round
+trips, at every check-in of such a connection. Everything else is pg8000's dialect as is.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.sql.elements import TextClause
 NAME = "hookyard_pg8000"
 _PREPARED = "hookyard_prepared"
 _STATEMENTS = "hookyard_prepared_statements"
+_SESSION_LEVEL = "_hookyard_session_isolation"
 
 
 def prepared(sql: str) -> TextClause:
@@ -32,6 +36,19 @@ def prepared(sql: str) -> TextClause:
 
 class Pg8000Dialect(PGDialect_pg8000):
     supports_statement_cache = True
+
+    def set_isolation_level(self, dbapi_connection: Any, level: str) -> None:
+        level = level.replace("_", " ").upper()
+        if level == "AUTOCOMMIT":
+            dbapi_connection.autocommit = True
+            return
+        # A new session runs at the server's default, which is what SQLAlchemy read as ours.
+        session = getattr(dbapi_connection, _SESSION_LEVEL, None) or self.default_isolation_level
+        if session is not None and level == session.replace("_", " ").upper():
+            dbapi_connection.autocommit = False
+            return
+        super().set_isolation_level(dbapi_connection, level)  # type: ignore[no-untyped-call]
+        setattr(dbapi_connection, _SESSION_LEVEL, level)
 
     def do_commit(self, dbapi_connection: Any) -> None:
         if dbapi_connection._in_transaction:

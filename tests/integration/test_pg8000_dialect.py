@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.db.engine import create_db_engine
+from common.db.engine import create_db_engine, single_statement
 from common.db.pg8000_dialect import prepared
 from common.db.sqlstate import as_permanent
 from tests.support.pg_wire import RoundTripCounter
@@ -89,3 +89,36 @@ def test_a_rollback_is_one_round_trip(one_connection: Engine, wire: RoundTripCou
         conn.execute(TO_INT, {"x": "1"})  # prepared: BEGIN, Parse+Describe, Bind+Execute
         conn.rollback()
     assert made == [4]
+
+
+def test_a_single_statement_is_one_round_trip_checkin_included(
+    one_connection: Engine, wire: RoundTripCounter
+) -> None:
+    with single_statement(one_connection) as conn:
+        conn.execute(INSERT, {"k": "warm", "v": 0})
+    with wire.counting() as made:
+        with single_statement(one_connection) as conn:
+            conn.execute(INSERT, {"k": "s", "v": 1})
+        with one_connection.begin() as conn:  # the next user gets a transaction again
+            conn.execute(INSERT, {"k": "t", "v": 2})
+            conn.rollback()
+    assert made == [1 + 3]  # the statement alone; then BEGIN, the statement, ROLLBACK
+    with one_connection.connect() as conn:
+        keys = conn.execute(sa.text("SELECT k FROM probe ORDER BY k")).scalars().all()
+        level = conn.execute(sa.text("SHOW transaction_isolation")).scalar_one()
+    assert keys == ["s", "warm"]
+    assert level == "read committed"
+
+
+def test_a_stricter_isolation_level_is_set_and_undone(one_connection: Engine) -> None:
+    def level(conn: sa.Connection) -> str:
+        return str(conn.execute(sa.text("SHOW transaction_isolation")).scalar_one())
+
+    with one_connection.connect() as conn:
+        strict = conn.execution_options(isolation_level="SERIALIZABLE")
+        assert level(strict) == "serializable"
+        strict.rollback()
+    with one_connection.connect() as conn:
+        assert level(conn) == "read committed"
+    with single_statement(one_connection) as conn:
+        assert level(conn) == "read committed"
