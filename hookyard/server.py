@@ -153,8 +153,10 @@ class HardenedWSGIServer(ThreadedWSGIServer):
         *,
         max_connections: int,
         read_timeout_s: float,
+        fd: int | None = None,
     ) -> None:
-        super().__init__(host, port, app, handler=HardenedRequestHandler)
+        """`fd`: a listening socket bound by someone else (the supervisor) to serve on."""
+        super().__init__(host, port, app, handler=HardenedRequestHandler, fd=fd)
         self.read_timeout_s = read_timeout_s
         self._slots = threading.BoundedSemaphore(max_connections)
 

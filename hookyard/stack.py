@@ -1,9 +1,13 @@
-"""The local stack: embedded PostgreSQL, the local broker and every endpoint on one port.
+"""The local stack: embedded PostgreSQL, the local emulators and every endpoint on one port.
 
 Start order matters: database, migrations, secrets, then the HTTP server (bound first so a
-port of 0 resolves before anything needs the address), then the broker's dispatcher. Stop
-drains the dispatchers before the server, and always reaches PostgreSQL, whatever failed
-before it.
+port of 0 resolves before anything needs the address), then the emulators (their Pub/Sub
+address is what the targets are told), then the targets, then deliveries. Stop drains the
+emulators' dispatchers before the targets they deliver to, and always reaches PostgreSQL,
+whatever failed before it.
+
+`dev_processes` runs the emulators and each target as processes of their own, as in GCP;
+otherwise everything shares this process (`--single-process`, most tests).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +42,9 @@ from common.topology import Topology, get_topology
 from composition.adapters import Adapters
 from composition.targets import TARGETS, Composition, Target, TargetName
 from hookyard.broker import Broker
-from hookyard.broker.broker import MAX_CONCURRENT_PUSHES
-from hookyard.broker.grpc_api import MAX_WORKERS as PUBLISH_THREADS
-from hookyard.broker.grpc_api import PubSubGrpcServer
 from hookyard.dev_secrets import ensure_dev_secrets
+from hookyard.emulator_process import EMULATORS, EmulatorProcess
+from hookyard.emulators import Emulators, emulator_pool_size
 from hookyard.front_door import forward_to, upstream_client
 from hookyard.local_identity import LocalIdentity
 from hookyard.local_postgres import LocalPostgres
@@ -73,9 +76,8 @@ class LocalStack:
     worker_hook: EnvelopeHook | None = None
     postgres: LocalPostgres | None = field(default=None, init=False)
     engine: Engine | None = field(default=None, init=False)
-    broker: Broker | None = field(default=None, init=False)
-    pubsub_grpc: PubSubGrpcServer | None = field(default=None, init=False)
-    tasks: TaskEmulator | None = field(default=None, init=False)
+    emulators: Emulators | None = field(default=None, init=False)
+    emulator_process: EmulatorProcess | None = field(default=None, init=False)
     targets: dict[TargetName, Target] = field(default_factory=dict, init=False)
     scheduler: LocalScheduler | None = field(default=None, init=False)
     identity: LocalIdentity | None = field(default=None, init=False)
@@ -85,6 +87,16 @@ class LocalStack:
     supervisor: Supervisor | None = field(default=None, init=False)
     _upstream: httpx.Client | None = field(default=None, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    _pubsub_host: str | None = field(default=None, init=False)
+
+    @property
+    def broker(self) -> Broker | None:
+        """The in-process broker; None when the emulators run in their own process."""
+        return self.emulators.broker if self.emulators is not None else None
+
+    @property
+    def tasks(self) -> TaskEmulator | None:
+        return self.emulators.tasks if self.emulators is not None else None
 
     @property
     def url(self) -> str:
@@ -94,8 +106,8 @@ class LocalStack:
     @property
     def pubsub_emulator_host(self) -> str:
         """`PUBSUB_EMULATOR_HOST` for google-cloud-pubsub clients publishing into this stack."""
-        assert self.pubsub_grpc is not None
-        return self.pubsub_grpc.address
+        assert self._pubsub_host is not None, "the stack is not running"
+        return self._pubsub_host
 
     @property
     def secrets_dir(self) -> Any:
@@ -116,10 +128,9 @@ class LocalStack:
             self.postgres = postgres
             _create_database(self.postgres.url(), self.settings.db_name)
             url = self.postgres.url(self.settings.db_name)
-        # This process's threads that hold a connection at once: the Pub/Sub API's, the
-        # dispatchers' (pushes that fail settle on their own thread), and the HTTP server's
-        # (task REST calls; every target when they share this process).
-        pool = self.settings.db_pool_size + PUBLISH_THREADS + MAX_CONCURRENT_PUSHES
+        # The emulators' threads and the HTTP server's (every target when they share this
+        # process); in process mode few of them ever ask, and a pool opens lazily.
+        pool = emulator_pool_size(self.settings)
         engine = self.engine = create_db_engine(
             self.settings.model_copy(update={"db_pool_size": pool}), url
         )
@@ -143,7 +154,6 @@ class LocalStack:
         )
         base = self.url
         settings = self.settings
-        project, location = settings.gcp_project, settings.gcp_region
         # Every service-to-service call carries a token this stack signed, and is verified
         # against the certificate it publishes, as Google's callers and certificates in GCP.
         identity = self.identity = LocalIdentity(self.secrets_dir, base)
@@ -152,38 +162,34 @@ class LocalStack:
         if settings.dev_processes:
             self.supervisor = Supervisor([TargetProcess(t) for t in TARGETS])
         worker_url = self.supervisor.by_name("worker").url if self.supervisor else base
-        self.broker = Broker(
-            engine, self.topology, worker_url, project=project, token=identity.provider("pubsub")
-        )
-        self.broker.install()
-        self.tasks = TaskEmulator(
-            engine, self.topology, worker_url, project=project, location=location,
-            token=identity.provider("tasks"), minter=identity.minter.token,
-        )  # fmt: skip
-        self.tasks.install()
-        # Google's Pub/Sub API for the client libraries; publishing needs no dispatcher yet.
-        pubsub_grpc = self.pubsub_grpc = PubSubGrpcServer(
-            self.broker, "127.0.0.1", settings.pubsub_port
-        )
-        pubsub_grpc.start()
-        # The production adapters, on the emulators' Google APIs: tasks go to the worker with
-        # a token for the stack's audience, as every local service token.
-        wiring = LocalWiring(
-            stack_url=base, worker_url=worker_url, pubsub_emulator_host=self.pubsub_emulator_host
-        )
+        wiring = LocalWiring(stack_url=base, worker_url=worker_url, pubsub_emulator_host="")
         if self.supervisor is not None:
+            emulators = self.emulator_process = EmulatorProcess(EMULATORS)
+            self.supervisor.targets.insert(0, emulators)
+            emulators.env = target_environment(settings, wiring, database_url=url)
+            emulators.spawn()
+            self._pubsub_host = emulators.pubsub_address()
+            upstream = self._front_door_client()
+            tasks_api = forward_to(EMULATORS, emulators.url, upstream)
+            wiring = replace(
+                wiring, pubsub_emulator_host=self._pubsub_host, tasks_endpoint=emulators.url
+            )
             # Spawned now so their imports overlap the rest of the start; they reach nothing
             # of the stack's before their first request.
             self.supervisor.spawn(target_environment(settings, wiring, database_url=url))
-        if self.supervisor is not None:
-            self._upstream = upstream_client(settings.http_max_connections)
             mounts.update(
                 {
-                    prefix: forward_to(name, self.supervisor.by_name(name).url, self._upstream)
+                    prefix: forward_to(name, self.supervisor.by_name(name).url, upstream)
                     for prefix, name in ROUTES.items()
                 }
             )
         else:
+            local = self.emulators = Emulators(engine, self.topology, settings, identity, base)
+            local.open()
+            self._pubsub_host = local.pubsub_address
+            assert local.tasks is not None
+            tasks_api = tasks_rest_api(local.tasks)
+            wiring = replace(wiring, pubsub_emulator_host=self._pubsub_host)
             publisher, task_queue = wiring.publisher(settings), wiring.task_queue(settings)
             adapters = Adapters(
                 engine=lambda: engine,
@@ -200,7 +206,7 @@ class LocalStack:
                 "emulator": certificates_handler(identity),
                 "openapi.json": openapi_handler(self.topology),
                 # Cloud Tasks v2 REST at Google's paths: CloudTasksClient's api_endpoint.
-                "v2": tasks_rest_api(self.tasks),
+                "v2": tasks_api,
             }
         )
         self._thread = threading.Thread(
@@ -209,10 +215,10 @@ class LocalStack:
         self._thread.start()
         if self.supervisor is not None:
             self.supervisor.wait_ready()
-        self.broker.start()
+        if self.emulators is not None:
+            self.emulators.start()
         pubsub_record = pubsub_record_path(settings.data_dir)
         pubsub_record.write_text(self.pubsub_emulator_host + "\n", encoding="utf-8")
-        self.tasks.start()
         if settings.scheduler_enabled:
             self.scheduler = LocalScheduler(
                 self.topology, base, overrides=settings.schedule_overrides,
@@ -221,6 +227,11 @@ class LocalStack:
             self.scheduler.start()
         record_path(self.settings.data_dir).write_text(base + "\n", encoding="utf-8")
         log.info("hookyard listening", url=base, database=_safe_url(url))
+
+    def _front_door_client(self) -> httpx.Client:
+        if self._upstream is None:
+            self._upstream = upstream_client(self.settings.http_max_connections)
+        return self._upstream
 
     def _build_targets(self, adapters: Adapters) -> None:
         """The single-process stack: every target in this process, on the front door."""
@@ -234,17 +245,20 @@ class LocalStack:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
-        if self.pubsub_grpc is not None:
-            _forget_record(pubsub_record_path(self.settings.data_dir), self.pubsub_emulator_host)
-            self.pubsub_grpc.stop()
-            self.pubsub_grpc = None
-        # Dispatchers first: the pushes and tasks on the wire finish against a live server
+        if self._pubsub_host is not None:
+            _forget_record(pubsub_record_path(self.settings.data_dir), self._pubsub_host)
+            self._pubsub_host = None
+        # Emulators first: the pushes and tasks on the wire finish against live targets
         # instead of failing to connect and waiting out their retries.
-        for component in (self.broker, self.tasks):
-            if component is not None:
-                with contextlib.suppress(Exception):
-                    component.stop()
-        self.broker = self.tasks = None
+        if self.emulators is not None:
+            self.emulators.stop()
+            self.emulators = None
+        if self.emulator_process is not None:
+            if self.supervisor is not None:
+                self.supervisor.stop_watching()
+            with contextlib.suppress(Exception):
+                self.emulator_process.close()
+            self.emulator_process = None
         if self.server is not None:
             self._forget_url()
             with contextlib.suppress(Exception):

@@ -127,9 +127,11 @@ class Supervisor:
     _watcher: threading.Thread | None = field(default=None, init=False)
 
     def spawn(self, env: Mapping[str, str]) -> None:
+        """Every target not spawned yet (the emulators start first, on their own terms)."""
         for target in self.targets:
-            target.env = env
-            target.spawn()
+            if target.process is None:
+                target.env = env
+                target.spawn()
 
     def wait_ready(self) -> None:
         """Every target answers HTTP, or `ConfigError` naming the one that did not."""
@@ -138,11 +140,15 @@ class Supervisor:
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
         self._watcher.start()
 
-    def stop(self) -> None:
+    def stop_watching(self) -> None:
+        """No more restarts: what is stopped from now on stays stopped."""
         self._stopping.set()
         if self._watcher is not None:
             self._watcher.join(timeout=STOP_GRACE_S)
             self._watcher = None
+
+    def stop(self) -> None:
+        self.stop_watching()
         for target in self.targets:
             target.close()
 

@@ -23,6 +23,8 @@ class LocalWiring:
     stack_url: str
     worker_url: str
     pubsub_emulator_host: str
+    tasks_endpoint: str | None = None
+    """The Cloud Tasks REST API, when not at the stack's own address."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalWiring:
@@ -33,15 +35,19 @@ class LocalWiring:
             worker_url=settings.worker_url or stack,
             pubsub_emulator_host=settings.pubsub_emulator_host
             or f"127.0.0.1:{settings.pubsub_port}",
+            tasks_endpoint=settings.cloud_tasks_endpoint,
         )
 
     def environment(self) -> dict[str, str]:
         """The settings that make `from_settings` give this wiring back in another process."""
-        return {
+        environment = {
             "emulator_url": self.stack_url,
             "worker_url": self.worker_url,
             "pubsub_emulator_host": self.pubsub_emulator_host,
         }
+        if self.tasks_endpoint is not None:
+            environment["cloud_tasks_endpoint"] = self.tasks_endpoint
+        return environment
 
     def publisher(self, settings: Settings) -> PubSubPublisher:
         from common.messaging.pubsub import PubSubPublisher
@@ -62,5 +68,5 @@ class LocalWiring:
             audience=self.stack_url,
             service_account=LOCAL_CALLERS["tasks"],
             timeout_s=settings.publish_timeout_s,
-            endpoint=settings.cloud_tasks_endpoint or self.stack_url,
+            endpoint=settings.cloud_tasks_endpoint or self.tasks_endpoint or self.stack_url,
         )

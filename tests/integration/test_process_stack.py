@@ -44,12 +44,45 @@ def _pids(stack: LocalStack) -> dict[str, int]:
 
 def test_each_target_is_its_own_process_group(stack: LocalStack) -> None:
     pids = _pids(stack)
-    assert set(pids) == {"webhook", "cron", "admin", "worker"}
-    assert len(set(pids.values())) == 4
-    for pid in pids.values():
+    assert set(pids) == {"emulators", "webhook", "cron", "admin", "worker"}
+    assert len(set(pids.values())) == 5
+    for name, pid in pids.items():
         assert pid != os.getpid()
         assert os.getpgid(pid) == pid  # a group of its own, gunicorn workers included
-        assert psutil.Process(pid).children(), "gunicorn serves from a worker process"
+        if name != "emulators":
+            assert psutil.Process(pid).children(), "gunicorn serves from a worker process"
+    assert stack.broker is None, "the broker runs in the emulators' process, not the front door's"
+
+
+def test_the_emulators_killed_come_back_on_the_same_address_and_lose_nothing(
+    stack: LocalStack,
+) -> None:
+    assert stack.supervisor is not None
+    emulators = stack.supervisor.by_name("emulators")
+    assert emulators.process is not None
+    old, address = emulators.process.pid, stack.pubsub_emulator_host
+    with admin(httpx.Client(base_url=stack.url, timeout=60)) as client:
+        assert client.put("/admin/accounts/acct_k", json={"currency": "usd"}).status_code == 201
+        accepted = []
+        os.killpg(old, signal.SIGKILL)
+        for n in range(5):
+            body = stripe_event(f"evt_kill_{n}", "payment_intent.succeeded", "acct_k",
+                                amount_received=100)  # fmt: skip
+
+            def sent(body: bytes = body) -> bool:
+                response = client.post(
+                    "/webhooks/stripe", content=body, headers=signed_stripe(body)
+                )
+                assert response.status_code in {202, 503}, response.text
+                return response.status_code == 202
+
+            assert wait_for(sent, timeout=120, interval=0.2)
+            accepted.append(body)
+        wait_for(lambda: client.get("/admin/accounts/acct_k").json()["available"] == 500)
+    assert emulators.process is not None
+    assert emulators.process.pid != old
+    assert emulators.restarts >= 1
+    assert stack.pubsub_emulator_host == address
 
 
 def test_a_payment_goes_through_every_process(stack: LocalStack) -> None:
