@@ -137,10 +137,10 @@ _CLAIM = prepared(f"""
         SELECT key AS subscription, CAST(value AS double precision) AS seconds
         FROM jsonb_each_text(CAST(:leases AS jsonb))
     ), due AS (
-        SELECT d.subscription, d.message_id
+        SELECT d.subscription, d.message_id, lease.seconds
         FROM emulator.deliveries AS d
-        WHERE d.subscription IN (SELECT subscription FROM lease)
-          AND d.state = 'pending'
+        JOIN lease ON lease.subscription = d.subscription
+        WHERE d.state = 'pending'
           AND d.due_at <= now()
           AND {_NOT_BLOCKED_BY_ORDERING}
           AND {_NOT_PAUSED}
@@ -148,12 +148,14 @@ _CLAIM = prepared(f"""
         LIMIT :limit
         FOR UPDATE OF d SKIP LOCKED
     )
+    -- Joined on the whole primary key: with the lease joined here instead, the planner
+    -- reached each row through every delivery of its subscription (a claim grew with the
+    -- table's history, to 50 ms after 20,000 messages).
     UPDATE emulator.deliveries AS d
     SET state = 'inflight',
-        due_at = now() + make_interval(secs => lease.seconds),
+        due_at = now() + make_interval(secs => due.seconds),
         last_attempt_at = now()
     FROM due
-    JOIN lease USING (subscription)
     JOIN emulator.messages AS m ON m.id = due.message_id
     WHERE d.subscription = due.subscription AND d.message_id = due.message_id
     RETURNING d.subscription, d.message_id, d.attempts, {_MESSAGE_COLUMNS}
