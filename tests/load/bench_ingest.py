@@ -1,15 +1,16 @@
 """Ingest under load, side by side with the simplest peer, and webhook -> balance latency.
 
 - The `webhook` target served by `functions-framework` (its gunicorn, its settings, WORKERS=2
-  as in the issue), publishing into a running local stack, against a function that only
+  as in the issue), publishing into a running `hookyard dev`, against a function that only
   returns "ok" served by the same command: peak rate with wrk, then the webhook's p50/p99 at
   half its peak.
 - The whole pipeline's sustained rate (accepted until every delivery is acked), and webhook
   -> balance visible, sequential and while wrk holds half that rate.
 
 Repetitions are interleaved (hello, webhook, hello, webhook, ...) so a machine that gets
-busier during the run skews both sides alike. Prints figures and returns them; asserts
-nothing about speed. Everything listens on 127.0.0.1 and stops by itself.
+busier during the run skews both sides alike. `make bench` hands it the stack the end-to-end
+bench started; run alone it starts its own. Prints figures and returns them; asserts nothing
+about speed. Everything listens on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -26,19 +27,21 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import sqlalchemy as sa
 
 from common.config import Settings
 from common.emulator_stats import emulator_backlog
 from common.logging import configure_logging
 from common.messaging.local_wiring import LocalWiring
-from hookyard.stack import LocalStack
 from hookyard.supervisor import MAIN_PY, target_environment
-from tests.load import wrk
+from tests.load import bench_latency, wrk
+from tests.load.bench_latency import DevStack
 from tests.load.report import Spread
 from tests.support.stack import ADMIN_TOKEN, TEST_SECRETS, free_port, signed_stripe, stripe_event
 
@@ -114,27 +117,6 @@ class FunctionServer:
             os.killpg(self._proc.pid, signal.SIGKILL)
 
 
-@contextlib.contextmanager
-def local_stack(root: Path) -> Iterator[LocalStack]:
-    """`hookyard dev` in this process (processes mode), its secrets the tests' own."""
-    saved = {name: os.environ.get(name) for name in TEST_SECRETS}
-    os.environ.update(TEST_SECRETS)
-    settings = Settings(
-        port=0, pubsub_port=0, data_dir=root / "data", dev_processes=True, log_level="WARNING"
-    )
-    stack = LocalStack(settings)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def payments(count: int, tag: str) -> list[tuple[dict[str, str], bytes]]:
     """Unique Stripe payments of 1 cent over the bench accounts, compact and signed now."""
     now = int(time.time())
@@ -161,16 +143,15 @@ def warm_up(url: str, requests: list[tuple[dict[str, str], bytes]]) -> None:
     raise SystemExit(f"{url} never answered a short run without errors")
 
 
-def backlog(stack: LocalStack) -> int:
-    assert stack.engine is not None
-    figures = emulator_backlog(stack.engine)
+def backlog(engine: sa.Engine) -> int:
+    figures = emulator_backlog(engine)
     return sum(s["backlog"] for s in figures["subscriptions"].values())
 
 
-def drain(stack: LocalStack, bound_s: float = 300) -> float:
+def drain(engine: sa.Engine, bound_s: float = 300) -> float:
     """Waits until every delivery is acked; returns when that happened."""
     deadline = time.monotonic() + bound_s
-    while backlog(stack) > 0:
+    while backlog(engine) > 0:
         if time.monotonic() > deadline:
             raise SystemExit(f"backlog did not drain within {bound_s:.0f} s")
         time.sleep(0.1)
@@ -221,44 +202,50 @@ def in_background(
     return thread, out
 
 
-def measure(reps: int = 3) -> IngestFigures:
+def webhook_environment(dev: DevStack) -> dict[str, str]:
+    """The `webhook` target's environment as `hookyard dev` would give it, for a server of
+    its own pointed at that stack."""
+    settings = Settings(
+        port=urlsplit(dev.url).port, pubsub_port=dev.pubsub_port, data_dir=dev.data_dir,
+        log_level="WARNING",
+    )  # fmt: skip
+    wiring = LocalWiring(
+        stack_url=dev.url, worker_url=dev.url, pubsub_emulator_host=f"127.0.0.1:{dev.pubsub_port}"
+    )
+    env = target_environment(settings, wiring, database_url=dev.database_url)
+    return {**env, **TEST_SECRETS}
+
+
+def measure(dev: DevStack, reps: int = 3) -> IngestFigures:
     wrk.ensure_wrk()
-    root = Path(tempfile.mkdtemp(prefix="hookyard-bench-ingest-"))
+    engine = sa.create_engine(dev.database_url, pool_size=1, max_overflow=0)
     hello: FunctionServer | None = None
     webhook: FunctionServer | None = None
     try:
-        with local_stack(root) as stack:
-            assert stack.supervisor is not None
-            assert stack.engine is not None
-            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            with httpx.Client(base_url=stack.url, timeout=30, headers=auth) as admin:
-                for n in range(1, ACCOUNTS + 1):
-                    admin.put(f"/admin/accounts/acct_{n}", json={"currency": "usd"})
-            wiring = LocalWiring(
-                stack_url=stack.url,
-                worker_url=stack.supervisor.by_name("worker").url,
-                pubsub_emulator_host=stack.pubsub_emulator_host,
-            )
-            database_url = stack.engine.url.render_as_string(hide_password=False)
-            env = target_environment(stack.settings, wiring, database_url=database_url)
-            hello = FunctionServer("hello", HELLO_PY, dict(os.environ))
-            webhook = FunctionServer("webhook", MAIN_PY, env)
-            hello.wait_ready("/")
-            webhook.wait_ready("/health/live")
-            hello_url = hello.url + "/"
-            webhook_url = webhook.url + "/webhooks/stripe"
-            warm_up(hello_url, [({}, b"{}")])
-            warm_up(webhook_url, payments(1000, "warm"))
-            drain(stack)
-            return _measure(stack, hello_url, webhook_url, reps)
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=dev.url, timeout=30, headers=auth) as admin:
+            for n in range(1, ACCOUNTS + 1):
+                admin.put(f"/admin/accounts/acct_{n}", json={"currency": "usd"})
+        hello = FunctionServer("hello", HELLO_PY, dict(os.environ))
+        webhook = FunctionServer("webhook", MAIN_PY, webhook_environment(dev))
+        hello.wait_ready("/")
+        webhook.wait_ready("/health/live")
+        hello_url = hello.url + "/"
+        webhook_url = webhook.url + "/webhooks/stripe"
+        warm_up(hello_url, [({}, b"{}")])
+        warm_up(webhook_url, payments(1000, "warm"))
+        drain(engine)
+        return _measure(dev, engine, hello_url, webhook_url, reps)
     finally:
         for server in (hello, webhook):
             if server is not None:
                 server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        engine.dispose()
 
 
-def _measure(stack: LocalStack, hello_url: str, webhook_url: str, reps: int) -> IngestFigures:
+def _measure(
+    dev: DevStack, engine: sa.Engine, hello_url: str, webhook_url: str, reps: int
+) -> IngestFigures:
     hello_body = [({}, b"{}")]
     hello_runs: list[wrk.WrkResult] = []
     webhook_runs: list[wrk.WrkResult] = []
@@ -272,7 +259,7 @@ def _measure(stack: LocalStack, hello_url: str, webhook_url: str, reps: int) -> 
         run = wrk.run(webhook_url, payments(UNIQUE_EVENTS, f"peak{rep}"),
                       connections=CONNECTIONS, seconds=PEAK_SECONDS)  # fmt: skip
         webhook_runs.append(run)
-        pipeline.append((run.requests - run.errors) / (drain(stack) - began))
+        pipeline.append((run.requests - run.errors) / (drain(engine) - began))
         errors += run.errors
     half = statistics.median(r.rate for r in webhook_runs) / 2
     for rep in range(reps):
@@ -281,9 +268,9 @@ def _measure(stack: LocalStack, hello_url: str, webhook_url: str, reps: int) -> 
                       pause_ms=paced_pause_ms(half, PACED_CONNECTIONS))  # fmt: skip
         half_runs.append(run)
         errors += run.errors
-        drain(stack)
+        drain(engine)
 
-    sequential = balance_latency(stack.url, LATENCY_PROBES, "idle")
+    sequential = balance_latency(dev.url, LATENCY_PROBES, "idle")
     target = statistics.median(pipeline) / 2
     seconds = PACED_SECONDS * 3
     thread, out = in_background(
@@ -296,10 +283,10 @@ def _measure(stack: LocalStack, hello_url: str, webhook_url: str, reps: int) -> 
         )
     )
     time.sleep(2)  # let the load settle before the first probe
-    loaded = balance_latency(stack.url, LATENCY_PROBES, "loaded")
+    loaded = balance_latency(dev.url, LATENCY_PROBES, "loaded")
     thread.join(seconds + 120)
     errors += sum(r.errors for r in out)
-    drain(stack)
+    drain(engine)
     return IngestFigures(
         hello_rate=Spread.of([r.rate for r in hello_runs]),
         hello_p50_ms=Spread.of([r.p50_ms for r in hello_runs]),
@@ -335,9 +322,18 @@ def report(f: IngestFigures) -> None:
         print(f"  ERRORS: {f.errors} requests failed during the runs; figures are suspect")
 
 
-def main() -> IngestFigures:
+def main(dev: DevStack | None = None) -> IngestFigures:
     configure_logging("WARNING")
-    figures = measure(int(os.environ.get("BENCH_REPS", "3")))
+    reps = int(os.environ.get("BENCH_REPS", "3"))
+    if dev is not None:
+        figures = measure(dev, reps)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="hookyard-bench-ingest-"))
+        try:
+            with bench_latency.running(root / "data") as own:
+                figures = measure(own, reps)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     report(figures)
     return figures
 

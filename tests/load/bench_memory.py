@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from hookyard.local_postgres import LocalPostgres
 from tests.load import bench_latency, wrk
 from tests.load.bench_ingest import ACCOUNTS, payments
 from tests.support.stack import ADMIN_TOKEN
@@ -166,27 +165,23 @@ def _settle(engine: sa.Engine) -> None:
 def measure(rate: float) -> MemoryFigures:
     root = Path(tempfile.mkdtemp(prefix="hookyard-bench-memory-"))
     try:
-        proc, url, _ = bench_latency.start(root / "data")
-        try:
+        with bench_latency.running(root / "data") as dev:
             auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            with httpx.Client(base_url=url, timeout=30, headers=auth) as admin:
+            with httpx.Client(base_url=dev.url, timeout=30, headers=auth) as admin:
                 for n in range(1, ACCOUNTS + 1):
                     admin.put(f"/admin/accounts/acct_{n}", json={"currency": "usd"})
-            pg = LocalPostgres(root / "data" / "postgres")
-            engine = sa.create_engine(pg.url("hookyard"), pool_size=1)
+            engine = sa.create_engine(dev.database_url, pool_size=1)
             try:
-                target = f"{url}/webhooks/stripe"
+                target = f"{dev.url}/webhooks/stripe"
                 began = time.monotonic()
                 feed(target, engine, CHECKPOINT, rate, "m1_")
-                first = rss_by_process(proc.pid)
+                first = rss_by_process(dev.proc.pid)
                 feed(target, engine, EVENTS, rate, "m2_")
                 took = time.monotonic() - began
                 done = applied(engine)
-                last = rss_by_process(proc.pid)
+                last = rss_by_process(dev.proc.pid)
             finally:
                 engine.dispose()
-        finally:
-            bench_latency.stop(proc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     processes = [ProcessMemory(name, first[name], last[name]) for name in first if name in last]

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.load import (
@@ -151,6 +154,25 @@ def worker_rows(report: Report, f: bench_worker.WorkerFigures) -> None:
                            (tps.low, tps.high)))  # fmt: skip
 
 
+def shared(report: Report, data_dir: Path) -> None:
+    """The benches that drive `hookyard dev` share two starts of it: the end-to-end bench's,
+    in a new data directory (the cold time to ready), and a restart on that directory (the
+    warm one), which the ingest and slow-connection benches then drive, the flood last."""
+    e2e = run(report, "end to end beside hookrelay 0.4",
+              lambda: bench_e2e.main(data_dir))  # fmt: skip
+    e2e_rows(report, e2e)
+    with contextlib.ExitStack() as cleanup:
+        with captured(report, "time to ready (hookyard dev)"):
+            dev = cleanup.enter_context(bench_latency.running(data_dir))
+            bench_latency.report(e2e.ready_s, dev.ready_s)
+        ingest = run(report, "ingest and webhook -> balance latency",
+                     lambda: bench_ingest.main(dev))  # fmt: skip
+        ingest_rows(report, ingest)
+        with captured(report, "slow connections"):
+            bench_slow_connections.measure(dev.url)
+            cleanup.close()  # the stop belongs to this section's time
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     report = Report()
@@ -160,16 +182,15 @@ def main() -> None:
                        f"EVENTS={os.environ.get('EVENTS', '')}: figures from fewer repetitions "
                        "or events than the default.")  # fmt: skip
     chart_python = str(bench_env.ensure())
-    e2e = run(report, "end to end beside hookrelay 0.4", bench_e2e.main)
-    e2e_rows(report, e2e)
-    ingest = run(report, "ingest and webhook -> balance latency", bench_ingest.main)
-    ingest_rows(report, ingest)
+    root = Path(tempfile.mkdtemp(prefix="hookyard-bench-"))
+    try:
+        shared(report, root / "hookyard")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     worker = run(report, "ledger worker vs pgbench", bench_worker.main)
     worker_rows(report, worker)
-    run(report, "time to ready (hookyard dev)", bench_latency.main)
     run(report, "signature verification", bench_signatures.main)
     run(report, "local emulators", bench_emulators.main)
-    run(report, "slow connections", bench_slow_connections.main)
     run(report, "cold start per deployed target", bench_cold_start.main)
     write(report, {"hookrelay": "0.4.0"}, chart_python=chart_python)
     print(f"\nwrote {os.path.relpath(PAGE)}")
