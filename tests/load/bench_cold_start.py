@@ -25,7 +25,7 @@ from tests.support.runtime_image import (
 )
 from tests.support.stack import TEST_SECRETS, free_port
 
-RUNS = 5
+RUNS = int(os.environ.get("BENCH_REPS", "3"))
 TARGETS = ("webhook", "cron", "admin", "worker")
 PROBE = "/health/live"
 HELLO = """import functions_framework

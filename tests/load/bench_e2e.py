@@ -99,6 +99,8 @@ class Endpoint:
     open_accounts: Callable[[Workload], None]
     pid: int | None = None
     """The root of the target's processes, for memory samples."""
+    ready_s: float | None = None
+    """Spawn -> ready, in a new data directory: `hookyard dev`'s cold time to ready."""
 
 
 class BenchFailure(SystemExit):
@@ -247,17 +249,18 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def hookyard_target(root: Path) -> Iterator[Endpoint]:
-    data_dir = root / "data"
-    proc, url, _ = bench_latency.start(data_dir)
+def hookyard_target(data_dir: Path) -> Iterator[Endpoint]:
+    dev = bench_latency.start(data_dir)
+    proc, url = dev.proc, dev.url
     engine: sa.Engine | None = None
     try:
         admin = httpx.Client(
             base_url=url, timeout=60, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )
         with admin:
-            db_url = LocalPostgres(data_dir / "postgres").url("hookyard")
-            engine, balances = balance_reader(db_url, "SELECT id, available FROM accounts")
+            engine, balances = balance_reader(
+                dev.database_url, "SELECT id, available FROM accounts"
+            )
 
             def open_accounts(work: Workload) -> None:
                 for account in work.expected:
@@ -296,6 +299,7 @@ def hookyard_target(root: Path) -> Iterator[Endpoint]:
                 final_check,
                 open_accounts,
                 pid=proc.pid,
+                ready_s=dev.ready_s,
             )
     finally:
         if engine is not None:
@@ -407,13 +411,17 @@ class E2ERun:
     memory: dict[str, tuple[int, int]]
     """kB of RSS of each Hookyard process after the first repetition and after the last."""
     events_at: tuple[int, int]
+    ready_s: float
+    """`hookyard dev`'s time to ready in a new data directory, from this run's start."""
 
 
-def run_interleaved(events: int, reps: int) -> E2ERun:
+def run_interleaved(events: int, reps: int, data_dir: Path | None = None) -> E2ERun:
     """hookyard, hookrelay, hookyard, ...: both targets see the same drift in machine load.
 
     Both stay up for the whole run (starting `hookyard dev` is not what is measured), the
     one not being measured idle; each repetition has its own accounts and event ids.
+    `data_dir` keeps Hookyard's data directory for a later start (make bench's warm time to
+    ready); without it, it goes with the run.
     """
     from tests.load.bench_memory import rss_by_process
 
@@ -422,7 +430,7 @@ def run_interleaved(events: int, reps: int) -> E2ERun:
     root = Path(tempfile.mkdtemp(prefix="hookyard-bench-e2e-"))
     try:
         with (
-            hookyard_target(root / "hookyard") as ours,
+            hookyard_target(data_dir or root / "hookyard") as ours,
             hookrelay_target(root / "hookrelay") as peer,
         ):
             endpoints: dict[Target, Endpoint] = {"hookyard": ours, "hookrelay": peer}
@@ -442,7 +450,8 @@ def run_interleaved(events: int, reps: int) -> E2ERun:
         shutil.rmtree(root, ignore_errors=True)
     first, last = samples[0], samples[-1]
     memory = {name: (first[name], last[name]) for name in first if name in last}
-    return E2ERun(runs, memory, (events, events * reps))
+    assert ours.ready_s is not None
+    return E2ERun(runs, memory, (events, events * reps), ours.ready_s)
 
 
 def summary(run: E2ERun) -> list[str]:
@@ -477,13 +486,13 @@ def summary(run: E2ERun) -> list[str]:
     return lines
 
 
-def main() -> E2ERun:
+def main(data_dir: Path | None = None) -> E2ERun:
     events = int(os.environ.get("EVENTS", "3000"))
     reps = int(os.environ.get("BENCH_REPS", os.environ.get("REPS", str(REPS))))
     # Per-request INFO lines would measure the terminal, as in bench_worker.
     configure_logging("WARNING")
     bench_env.ensure()
-    run = run_interleaved(events, reps)
+    run = run_interleaved(events, reps, data_dir)
     print("\n".join(summary(run)))
     return run
 

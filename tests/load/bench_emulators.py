@@ -38,7 +38,7 @@ from tests.support.postgres import TestServer, start_test_server
 from tests.support.scripted_server import ScriptedServer
 from tests.support.stack import TEST_SECRETS, admin, running_stack, wait_for
 
-REPLAY_COUNT = 10_000
+REPLAY_COUNT = 5_000
 REPLAY_RATE = 500
 TASK_RATE = 20
 TASK_WINDOW_S = 5.0
@@ -241,7 +241,7 @@ def publish_costs(server: TestServer) -> tuple[list[float], list[float]]:
     return singles[20:], batches
 
 
-PUSHES = 2000
+PUSHES = 1000
 PUSH_SLOTS = 16
 PUSH_RUNS = 3
 # A stream, not a backlog: a claim's cost grows with the backlog, which would hide the rest.

@@ -14,13 +14,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
-from hookyard.local_postgres import LocalPostgres
 from tests.load import bench_latency, wrk
 from tests.load.bench_ingest import ACCOUNTS, payments
 from tests.support.stack import ADMIN_TOKEN
@@ -54,40 +54,37 @@ class MemoryFigures:
         return max(self.processes, key=lambda p: p.growth)
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
+DEV = "hookyard dev (front door, broker, tasks, scheduler)"
+DEV_BESIDE_EMULATORS = "hookyard dev (front door, scheduler)"
+EMULATORS = "emulators (Pub/Sub, Cloud Tasks)"
 
 
-def _label(pid: int) -> str | None:
-    """Hookyard's own processes by role; PostgreSQL's are its own business (shared memory)."""
-    try:
-        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    args = [a.decode(errors="replace") for a in argv if a]
+def role(args: Sequence[str]) -> str | None:
+    """Hookyard's own processes by what they run; PostgreSQL's are its own business (shared
+    memory), and anything else is not Hookyard's."""
     if "hookyard.target_process" in args:
-        return f"target {args[args.index('hookyard.target_process') + 1]}"
+        index = args.index("hookyard.target_process") + 1
+        return f"target {args[index] if index < len(args) else '?'}"
+    if "hookyard.emulator_process" in args:
+        return EMULATORS
     if "hookyard" in " ".join(args) and "dev" in args:
-        return "hookyard dev (front door, broker, tasks, scheduler)"
+        return DEV
     return None
 
 
-def rss_by_process(root_pid: int) -> dict[str, int]:
-    """kB of resident memory of every Hookyard process under `root_pid`, by a stable name:
-    a target's gunicorn arbiter and the workers it forked (same command line) apart."""
-    out: dict[str, int] = {}
-    pending: list[tuple[int, str | None]] = [(root_pid, None)]
+def labels(root: int, processes: Mapping[int, tuple[int, Sequence[str]]]) -> list[tuple[int, str]]:
+    """(pid, label) of every Hookyard process under `root`, from each process's parent and
+    command line: a target's gunicorn arbiter and the workers it forked (same command line)
+    apart, and `hookyard dev` named for what it still serves once the emulators run in a
+    process of their own."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in sorted(processes.items()):
+        children.setdefault(parent, []).append(pid)
+    out: list[tuple[int, str]] = []
+    pending: list[tuple[int, str | None]] = [(root, None)]
     while pending:
         pid, parent_label = pending.pop()
-        label = _label(pid)
+        label = role(processes[pid][1]) if pid in processes else None
         if (
             parent_label is not None
             and parent_label.startswith("target ")
@@ -96,18 +93,41 @@ def rss_by_process(root_pid: int) -> dict[str, int]:
             label = f"{parent_label}, gunicorn worker"
         elif label is not None and label.startswith("target "):
             label = f"{label}, gunicorn arbiter"
-        if label is not None:
-            with contextlib.suppress(OSError, StopIteration, ValueError):
-                status = (Path("/proc") / str(pid) / "status").read_text().splitlines()
-                kb = int(next(line for line in status if line.startswith("VmRSS")).split()[1])
-                name, n = label, 2
-                while name in out:
-                    name, n = f"{label} #{n}", n + 1
-                out[name] = kb
-        if label is not None and not label.endswith("worker"):
-            pending.extend(
-                (child, label.removesuffix(", gunicorn arbiter")) for child in _children(pid)
-            )
+        if label is None:
+            continue
+        out.append((pid, label))
+        if not label.endswith("worker"):
+            inherited = label.removesuffix(", gunicorn arbiter")
+            pending.extend((child, inherited) for child in reversed(children.get(pid, [])))
+    if any(label == EMULATORS for _, label in out):
+        out = [(pid, DEV_BESIDE_EMULATORS if label == DEV else label) for pid, label in out]
+    return out
+
+
+def _processes() -> dict[int, tuple[int, list[str]]]:
+    """pid -> (parent pid, command line) of every process this one can see."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            out[int(entry.name)] = (parent, [a.decode(errors="replace") for a in argv if a])
+    return out
+
+
+def rss_by_process(root_pid: int) -> dict[str, int]:
+    """kB of resident memory of every Hookyard process under `root_pid`, by a stable name."""
+    out: dict[str, int] = {}
+    for pid, label in labels(root_pid, _processes()):
+        with contextlib.suppress(OSError, StopIteration, ValueError):
+            status = (Path("/proc") / str(pid) / "status").read_text().splitlines()
+            kb = int(next(line for line in status if line.startswith("VmRSS")).split()[1])
+            name, n = label, 2
+            while name in out:
+                name, n = f"{label} #{n}", n + 1
+            out[name] = kb
     return out
 
 
@@ -145,27 +165,23 @@ def _settle(engine: sa.Engine) -> None:
 def measure(rate: float) -> MemoryFigures:
     root = Path(tempfile.mkdtemp(prefix="hookyard-bench-memory-"))
     try:
-        proc, url, _ = bench_latency.start(root / "data")
-        try:
+        with bench_latency.running(root / "data") as dev:
             auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            with httpx.Client(base_url=url, timeout=30, headers=auth) as admin:
+            with httpx.Client(base_url=dev.url, timeout=30, headers=auth) as admin:
                 for n in range(1, ACCOUNTS + 1):
                     admin.put(f"/admin/accounts/acct_{n}", json={"currency": "usd"})
-            pg = LocalPostgres(root / "data" / "postgres")
-            engine = sa.create_engine(pg.url("hookyard"), pool_size=1)
+            engine = sa.create_engine(dev.database_url, pool_size=1)
             try:
-                target = f"{url}/webhooks/stripe"
+                target = f"{dev.url}/webhooks/stripe"
                 began = time.monotonic()
                 feed(target, engine, CHECKPOINT, rate, "m1_")
-                first = rss_by_process(proc.pid)
+                first = rss_by_process(dev.proc.pid)
                 feed(target, engine, EVENTS, rate, "m2_")
                 took = time.monotonic() - began
                 done = applied(engine)
-                last = rss_by_process(proc.pid)
+                last = rss_by_process(dev.proc.pid)
             finally:
                 engine.dispose()
-        finally:
-            bench_latency.stop(proc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     processes = [ProcessMemory(name, first[name], last[name]) for name in first if name in last]

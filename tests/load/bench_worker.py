@@ -1,12 +1,14 @@
 """Ledger throughput of one worker process on embedded PostgreSQL, against pgbench running
 the same statements: how much of the database's capacity the worker's Python path keeps.
 
-Prints figures; asserts nothing about speed. Everything runs on 127.0.0.1 / a Unix socket
-and stops by itself.
+The three run interleaved (in process, over HTTP, pgbench, then again), `BENCH_REPS` times
+(3), on one database: each figure is the median (min-max) of its repetitions. Prints figures;
+asserts nothing about speed. Everything runs on 127.0.0.1 / a Unix socket and stops by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +17,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,13 +34,14 @@ from common.envelope import build_envelope, parse_envelope
 from common.logging import configure_logging
 from hookyard.local_postgres import LocalPostgres, _bin_dir
 from hookyard.stack import _create_database
+from tests.load.report import Spread
 from tests.support.stack import stripe_event
 from workers.push import Worker
 
-EVENTS = 3000
+EVENTS = 2000
 ACCOUNTS = 100
 THREADS = 8
-PGBENCH_SECONDS = 10
+PGBENCH_SECONDS = 5
 
 # What the worker sends for a payment, as it sends it: BEGIN, the ledger's statement
 # (prepared, as the worker prepares it) and COMMIT. The statement is the worker's own text,
@@ -73,28 +78,49 @@ def pgbench_script(accounts: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRep:
+    """One repetition: each of the three, one after the other."""
+
+    in_process: float
+    """Events/s through `Worker.deliver`, no HTTP."""
+    over_http: float
+    """Events/s through `POST /pubsub/ledger`, token verified."""
+    pgbench_tps: float
+    pgbench_transactions: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerFigures:
-    """One run's figures, for whoever writes them up."""
+    """The run's figures, each the median (min-max) of its repetitions, for whoever writes
+    them up."""
 
     threads: int
     accounts: int
-    in_process_events: int
-    in_process: float
-    """Events/s through `Worker.deliver`, no HTTP."""
-    http_events: int
-    over_http: float
-    """Events/s through `POST /pubsub/ledger`, token verified."""
+    events: int
+    """Per repetition, in process and over HTTP alike."""
     pgbench_seconds: int
-    pgbench_transactions: int
-    pgbench_tps: float
+    reps: list[WorkerRep]
+    in_process: Spread
+    over_http: Spread
+    pgbench_tps: Spread
+
+    @classmethod
+    def of(cls, reps: list[WorkerRep]) -> WorkerFigures:
+        return cls(
+            threads=THREADS, accounts=ACCOUNTS, events=EVENTS, pgbench_seconds=PGBENCH_SECONDS,
+            reps=reps,
+            in_process=Spread.of([r.in_process for r in reps]),
+            over_http=Spread.of([r.over_http for r in reps]),
+            pgbench_tps=Spread.of([r.pgbench_tps for r in reps]),
+        )  # fmt: skip
 
     @property
     def in_process_share(self) -> float:
-        return self.in_process / self.pgbench_tps
+        return self.in_process.median / self.pgbench_tps.median
 
     @property
     def http_share(self) -> float:
-        return self.over_http / self.pgbench_tps
+        return self.over_http.median / self.pgbench_tps.median
 
 
 def envelopes(tag: str) -> list[bytes]:
@@ -115,13 +141,78 @@ def rate(count: int, began: float) -> float:
     return count / (time.perf_counter() - began)
 
 
+def in_process(worker: Worker, tag: str) -> float:
+    bodies = envelopes(tag)
+    began = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(lambda raw: worker.deliver("ledger", parse_envelope(raw)), bodies))
+    return rate(len(bodies), began)
+
+
+def over_http(url: str, headers: dict[str, str], tag: str) -> float:
+    bodies = envelopes(tag)
+    began = time.perf_counter()
+    with httpx.Client(limits=httpx.Limits(max_connections=THREADS)) as client, \
+            ThreadPoolExecutor(THREADS) as pool:  # fmt: skip
+        statuses = list(
+            pool.map(lambda raw: client.post(url, content=raw, headers=headers).status_code, bodies)
+        )
+    figure = rate(len(bodies), began)
+    assert set(statuses) == {204}, set(statuses)
+    return figure
+
+
+def pgbench(server: LocalPostgres, script: Path) -> tuple[float, int]:
+    """(tx/s, transactions) of pgbench running `script` on THREADS clients."""
+    result = subprocess.run(
+        [str(_bin_dir() / "pgbench"), "-n", "-M", "prepared", "-h", str(server.socket_dir),
+         "-U", "postgres", "-c", str(THREADS), "-j", "2", "-T", str(PGBENCH_SECONDS),
+         "-f", str(script), "bench"],
+        env={**os.environ, "PGPASSWORD": server.password},
+        capture_output=True, text=True, timeout=PGBENCH_SECONDS + 60, check=True,
+    )  # fmt: skip
+    transactions = pgbench_figure(result.stdout, "number of transactions actually processed:")
+    return pgbench_figure(result.stdout, "tps ="), int(transactions)
+
+
+@contextlib.contextmanager
+def serving(worker: Worker, root: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The worker behind the local stack's HTTP server, verifying the tokens pushes carry as
+    the local broker's do: (push URL, push headers)."""
+    from common.service_identity import verifier_for
+    from hookyard.local_identity import LocalIdentity
+    from hookyard.server import HardenedWSGIServer, create_app
+
+    mounts = {"pubsub": worker.handle}
+    http = HardenedWSGIServer("127.0.0.1", 0, create_app(mounts),
+                              max_connections=256, read_timeout_s=30)  # fmt: skip
+    stack_url = f"http://127.0.0.1:{http.server_port}"
+    identity = LocalIdentity(root / "secrets", stack_url)
+    mounts["emulator"] = identity.handle_certs
+    worker.verifier = verifier_for("pubsub", Settings(), stack_url)
+    push = {"Authorization": f"Bearer {identity.token('pubsub')}",
+            "Content-Type": "application/json"}  # fmt: skip
+    thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield f"{stack_url}/pubsub/ledger", push
+    finally:
+        http.shutdown()
+        thread.join()
+        http.server_close()
+
+
 def main() -> WorkerFigures:
     # Per-event INFO lines would measure the terminal; production ships them asynchronously.
     configure_logging("WARNING")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    count = int(os.environ.get("BENCH_REPS", "3"))
     root = Path(tempfile.mkdtemp(prefix="hookyard-bench-worker-"))
     server = LocalPostgres(root / "pg")
     server.start()
+    reps: list[WorkerRep] = []
+    print(f"ledger events/s, one worker process, {THREADS} threads, {ACCOUNTS} accounts; "
+          f"{EVENTS} events a repetition, pgbench {PGBENCH_SECONDS} s:")  # fmt: skip
     try:
         _create_database(server.url(), "bench")
         engine = create_db_engine(Settings(db_pool_size=THREADS), server.url("bench"))
@@ -129,78 +220,30 @@ def main() -> WorkerFigures:
         with engine.begin() as conn:
             for n in range(1, ACCOUNTS + 1):
                 accounts.create(conn, f"a{n}", "usd", None)
-        worker = Worker(engine, "bench")
-
-        bodies = envelopes("inproc")
-        began = time.perf_counter()
-        with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(lambda raw: worker.deliver("ledger", parse_envelope(raw)), bodies))
-        in_process = rate(len(bodies), began)
-
-        from common.service_identity import verifier_for
-        from hookyard.local_identity import LocalIdentity
-        from hookyard.server import HardenedWSGIServer, create_app
-
-        mounts = {"pubsub": worker.handle}
-        http = HardenedWSGIServer("127.0.0.1", 0, create_app(mounts),
-                                  max_connections=256, read_timeout_s=30)  # fmt: skip
-        # Pushes carry a token the worker verifies, as the local broker's do.
-        stack_url = f"http://127.0.0.1:{http.server_port}"
-        identity = LocalIdentity(root / "secrets", stack_url)
-        mounts["emulator"] = identity.handle_certs
-        worker.verifier = verifier_for("pubsub", Settings(), stack_url)
-        push = {"Authorization": f"Bearer {identity.token('pubsub')}",
-                "Content-Type": "application/json"}  # fmt: skip
-        import threading
-
-        thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1})
-        thread.start()
-        try:
-            bodies = envelopes("http")
-            url = f"http://127.0.0.1:{http.server_port}/pubsub/ledger"
-            began = time.perf_counter()
-            with httpx.Client(limits=httpx.Limits(max_connections=THREADS)) as client, \
-                    ThreadPoolExecutor(THREADS) as pool:  # fmt: skip
-                statuses = list(
-                    pool.map(
-                        lambda raw: client.post(url, content=raw, headers=push).status_code, bodies
-                    )
-                )
-            over_http = rate(len(bodies), began)
-            assert set(statuses) == {204}, set(statuses)
-        finally:
-            http.shutdown()
-            thread.join()
-            http.server_close()
-        engine.dispose()
-
         script = root / "payment.sql"
         script.write_text(pgbench_script(ACCOUNTS))
-        result = subprocess.run(
-            [str(_bin_dir() / "pgbench"), "-n", "-M", "prepared", "-h", str(server.socket_dir),
-             "-U", "postgres", "-c", str(THREADS), "-j", "2", "-T", str(PGBENCH_SECONDS),
-             "-f", str(script), "bench"],
-            env={**os.environ, "PGPASSWORD": server.password},
-            capture_output=True, text=True, timeout=PGBENCH_SECONDS + 60, check=True,
-        )  # fmt: skip
-        tps = pgbench_figure(result.stdout, "tps =")
-        transactions = int(
-            pgbench_figure(result.stdout, "number of transactions actually processed:")
-        )
+        worker = Worker(engine, "bench")
+        try:
+            with serving(worker, root) as (url, push):
+                # In process, over HTTP, pgbench, then again: all three see the machine alike.
+                for rep in range(1, count + 1):
+                    direct = in_process(worker, f"inproc{rep}")
+                    http = over_http(url, push, f"http{rep}")
+                    tps, transactions = pgbench(server, script)
+                    reps.append(WorkerRep(direct, http, tps, transactions))
+                    print(f"  rep {rep}: in-process {direct:7.0f} events/s, over HTTP "
+                          f"{http:7.0f} events/s, pgbench {tps:7.0f} tx/s "
+                          f"({transactions} in {PGBENCH_SECONDS} s)", flush=True)  # fmt: skip
+        finally:
+            engine.dispose()
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
-    figures = WorkerFigures(
-        threads=THREADS, accounts=ACCOUNTS,
-        in_process_events=EVENTS, in_process=in_process,
-        http_events=EVENTS, over_http=over_http,
-        pgbench_seconds=PGBENCH_SECONDS, pgbench_transactions=transactions, pgbench_tps=tps,
-    )  # fmt: skip
-    print(f"ledger events/s, one worker process, {THREADS} threads, {ACCOUNTS} accounts:")
-    print(f"  in-process Worker.deliver:      {in_process:8.0f} events/s ({EVENTS} events)")
-    print(f"  over HTTP POST /pubsub/ledger:  {over_http:8.0f} events/s ({EVENTS} events)")
-    print(f"  pgbench, same SQL, {THREADS} clients:  {tps:8.0f} tx/s "
-          f"({transactions} in {PGBENCH_SECONDS} s)")  # fmt: skip
+    figures = WorkerFigures.of(reps)
+    print(f"median (min-max) of {len(reps)}:")
+    print(f"  in-process Worker.deliver:      {figures.in_process} events/s")
+    print(f"  over HTTP POST /pubsub/ledger:  {figures.over_http} events/s")
+    print(f"  pgbench, same SQL, {THREADS} clients:  {figures.pgbench_tps} tx/s")
     kept = f"{figures.in_process_share:.0%} (in-process) / {figures.http_share:.0%} (HTTP)"
     print(f"  the worker achieves {kept} of the raw SQL rate")
     return figures

@@ -164,7 +164,7 @@ def write(report: Report, extra_versions: dict[str, str], *, chart_python: str |
     parts += [
         "## Reproduce",
         "",
-        "`make bench` (about ten minutes on two cores). It installs wrk from Debian's packages "
+        "`make bench` (about nine minutes on two cores). It installs wrk from Debian's packages "
         "when missing and a separate bench-only environment (`.bench/venv`, from "
         "`tests/load/bench-requirements.txt`) for the reference implementations and the chart. "
         "`BENCH_REPS` and `EVENTS` shrink a run for a quick look; the page then says so.",

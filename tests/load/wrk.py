@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,9 @@ function init(args)
     requests[#requests + 1] = wrk.format("POST", path, headers, body)
   end
   offset = tonumber(thread_index) or 0
+  -- From here on SIGINT is ignored, then handled: stop() may send it.
+  local started = io.open(args[5], "w")
+  if started then started:close() end
 end
 
 function request()
@@ -83,7 +88,67 @@ def ensure_wrk() -> str:
     return found
 
 
-def run(
+class Running:
+    """A wrk run in the background: `stop()` ends it early (wrk reports on SIGINT) and
+    returns its figures, so a load lasts exactly as long as what it is the background of."""
+
+    def __init__(self, command: list[str], tmp: tempfile.TemporaryDirectory[str],
+                 seconds: int) -> None:  # fmt: skip
+        self._tmp = tmp
+        self._started = Path(tmp.name, "started")
+        self._seconds = seconds
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)  # fmt: skip
+
+    def wait(self) -> WrkResult:
+        """The figures once wrk ends by itself (its duration, plus a bound against a hang)."""
+        try:
+            out, err = self._proc.communicate(timeout=self._seconds + 60)
+        finally:
+            self.close()
+        return self._result(out, err)
+
+    def stop(self) -> WrkResult:
+        """SIGINT until wrk reports. Sent before wrk's script has loaded, it would kill wrk
+        without a report; sent before wrk has set its handler, it is ignored (so again)."""
+        deadline = time.monotonic() + self._seconds + 60
+        try:
+            while not self._started.exists() and self._proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(self._proc.args, self._seconds + 60)
+                time.sleep(0.01)
+            while True:
+                if self._proc.poll() is None:
+                    self._proc.send_signal(signal.SIGINT)
+                try:
+                    out, err = self._proc.communicate(timeout=1)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise
+        finally:
+            self.close()
+        return self._result(out, err)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
+        self._tmp.cleanup()
+
+    def _result(self, out: str, err: str) -> WrkResult:
+        if self._proc.returncode != 0:
+            raise subprocess.CalledProcessError(self._proc.returncode, self._proc.args, out, err)
+        return parse(out)
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start(
     url: str,
     requests: Sequence[tuple[Mapping[str, str], bytes]],
     *,
@@ -91,11 +156,13 @@ def run(
     seconds: int,
     threads: int = 2,
     pause_ms: int = 0,
-) -> WrkResult:
-    """POSTs `requests` round-robin; `pause_ms` paces each connection (a rate below peak)."""
+) -> Running:
+    """POSTs `requests` round-robin for at most `seconds`; `pause_ms` paces each connection
+    (a rate below peak)."""
     wrk = ensure_wrk()
-    with tempfile.TemporaryDirectory(prefix="hookyard-wrk-") as tmp:
-        script, data = Path(tmp, "post.lua"), Path(tmp, "requests.tsv")
+    tmp = tempfile.TemporaryDirectory(prefix="hookyard-wrk-")
+    try:
+        script, data = Path(tmp.name, "post.lua"), Path(tmp.name, "requests.tsv")
         script.write_text(_SCRIPT)
         lines = []
         for headers, body in requests:
@@ -106,12 +173,27 @@ def run(
         data.write_text("\n".join(lines) + "\n")
         parts = urlsplit(url)
         base, path = f"{parts.scheme}://{parts.netloc}", parts.path or "/"
-        result = subprocess.run(
-            [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-             "-s", str(script), base, "--", path, str(data), str(pause_ms), str(threads)],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
-        )  # fmt: skip
-    return parse(result.stdout)
+        command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+                   "-s", str(script), base, "--", path, str(data), str(pause_ms), str(threads),
+                   str(Path(tmp.name, "started"))]  # fmt: skip
+        return Running(command, tmp, seconds)
+    except BaseException:
+        tmp.cleanup()
+        raise
+
+
+def run(
+    url: str,
+    requests: Sequence[tuple[Mapping[str, str], bytes]],
+    *,
+    connections: int,
+    seconds: int,
+    threads: int = 2,
+    pause_ms: int = 0,
+) -> WrkResult:
+    """POSTs `requests` round-robin for `seconds`; `pause_ms` paces each connection."""
+    return start(url, requests, connections=connections, seconds=seconds, threads=threads,
+                 pause_ms=pause_ms).wait()  # fmt: skip
 
 
 def parse(report: str) -> WrkResult:
