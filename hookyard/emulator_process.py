@@ -1,4 +1,4 @@
-"""`python -m hookyard.emulator_process HTTP_FD REPORT_FD`: the local emulators in a process of
+"""`python -m hookyard.emulator_process HTTP_FD PORT_MODE`: the local emulators in a process of
 their own, as Pub/Sub and Cloud Tasks are services of their own in GCP.
 
 Beside the front door they would share its interpreter lock: every publish, push and ack
@@ -6,99 +6,90 @@ would queue behind the proxying of incoming webhooks. Apart, the stack uses both
 the broker can be killed and restarted on its own (the supervisor does, as for a target).
 
 The Cloud Tasks REST API and `/health/live` are served on a socket the supervisor bound and
-hands down (`HTTP_FD`). The Pub/Sub gRPC API binds `HOOKYARD_PUBSUB_PORT` itself (grpc cannot
-adopt a socket); its address is written to `REPORT_FD` once it listens, so a port of 0
-resolves before any target is told where to publish.
+hands down (`HTTP_FD`); ready means the Pub/Sub API listens too. grpc cannot adopt a socket,
+so the Pub/Sub port is chosen before the process starts, and the targets are told it at
+once: a port asked for by number is checked free and bound by the child alone (`own`); a
+free one (port 0) is held by the supervisor on a socket bound with SO_REUSEPORT that never
+listens, and the child shares it (`reserved`). Either way a restart comes back on it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from flask import Request, Response
 
 from common.errors import ConfigError
-from hookyard.supervisor import READY_TIMEOUT_S, TargetProcess
+from hookyard.supervisor import TargetProcess
 
 EMULATORS = "emulators"
 WORKER_WAIT_S = 60.0
+PortMode = Literal["own", "reserved"]
 
 
 @dataclass
 class EmulatorProcess(TargetProcess):
     """The supervisor's handle on the emulators' process; restarted like a target."""
 
-    _report: int | None = field(default=None, init=False)
+    pubsub_port: int = 0
+    _mode: PortMode = field(default="own", init=False)
+    _reservation: socket.socket | None = field(default=None, init=False)
+
+    def reserve_pubsub_port(self) -> int:
+        """The port the Pub/Sub API will listen on, known before the process starts."""
+        if self.pubsub_port:
+            _check_free(self.host, self.pubsub_port)
+            return self.pubsub_port
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((self.host, 0))
+        self._reservation, self._mode = holder, "reserved"
+        self.pubsub_port = holder.getsockname()[1]
+        return self.pubsub_port
 
     def spawn(self) -> None:
         self.port  # noqa: B018 - binds the socket on first use
         assert self._socket is not None
         fd = self._socket.fileno()
-        read, write = os.pipe()
-        try:
-            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                [sys.executable, "-m", "hookyard.emulator_process", str(fd), str(write)],
-                env=dict(self.env),
-                stdin=subprocess.DEVNULL,
-                pass_fds=(fd, write),
-                start_new_session=True,
-            )
-        except BaseException:
-            os.close(read)
-            raise
-        finally:
-            os.close(write)
-        self._close_report()
-        self._report = read
-
-    def pubsub_address(self, timeout_s: float = READY_TIMEOUT_S) -> str:
-        """Waits for the process to listen for gRPC; later restarts keep the same port."""
-        assert self._report is not None, "spawn first"
-        line = _read_line(self._report, timeout_s)
-        self._close_report()
-        if not line:
-            code = self.process.poll() if self.process else None
-            raise ConfigError(f"the emulators exited at start (code {code})")
-        address = line.decode("ascii").strip()
-        self.env = {**self.env, "HOOKYARD_PUBSUB_PORT": address.rsplit(":", 1)[1]}
-        return address
+        env = {**self.env, "HOOKYARD_PUBSUB_PORT": str(self.pubsub_port)}
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "hookyard.emulator_process", str(fd), self._mode],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(fd,),
+            start_new_session=True,
+        )
 
     def close(self) -> None:
         super().close()
-        self._close_report()
-
-    def _close_report(self) -> None:
-        if self._report is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._report)
-            self._report = None
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
 
 
-def _read_line(fd: int, timeout_s: float) -> bytes:
-    """Up to a newline, EOF (the child died) or the deadline, whichever comes first."""
-    deadline = time.monotonic() + timeout_s
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            raise ConfigError(f"the emulators did not listen within {timeout_s:.0f}s")
-        chunk = os.read(fd, 256)
-        if not chunk:
-            break
-        data += chunk
-    return data
+def _check_free(host: str, port: int) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen for Pub/Sub gRPC on {host}:{port}: the port is in use "
+            "(HOOKYARD_PUBSUB_PORT moves it; 0 picks a free one)"
+        ) from exc
+    finally:
+        probe.close()
 
 
 def main(argv: list[str]) -> None:
-    http_fd, report_fd = (int(arg) for arg in argv)
+    http_fd, mode = int(argv[0]), argv[1]
     from common.config import get_settings
     from common.logging import configure_logging
 
@@ -107,10 +98,10 @@ def main(argv: list[str]) -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    _serve(http_fd, report_fd, stopping)
+    _serve(http_fd, mode == "reserved", stopping)
 
 
-def _serve(http_fd: int, report_fd: int, stopping: threading.Event) -> None:
+def _serve(http_fd: int, reserved_port: bool, stopping: threading.Event) -> None:
     import logging
 
     from common.config import get_settings
@@ -127,12 +118,12 @@ def _serve(http_fd: int, report_fd: int, stopping: threading.Event) -> None:
     pool = emulator_pool_size(settings)
     engine = create_db_engine(settings.model_copy(update={"db_pool_size": pool}))
     identity = LocalIdentity(settings.data_dir / "secrets", settings.broker_url)
-    emulators = Emulators(engine, get_topology(), settings, identity, settings.worker_url)
+    emulators = Emulators(
+        engine, get_topology(), settings, identity, settings.worker_url, reserved_port
+    )
     server: HardenedWSGIServer | None = None
     try:
         emulators.open()
-        with os.fdopen(report_fd, "w", encoding="ascii") as report:
-            report.write(emulators.pubsub_address + "\n")
         assert emulators.tasks is not None
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = create_app({"v2": tasks_rest_api(emulators.tasks), "health": _live})

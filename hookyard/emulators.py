@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -18,11 +19,12 @@ from common.config import Settings
 from common.logging import get_logger
 from common.topology import Topology
 from hookyard.broker import Broker
-from hookyard.broker.broker import MAX_CONCURRENT_PUSHES
-from hookyard.broker.grpc_api import MAX_WORKERS as PUBLISH_THREADS
-from hookyard.broker.grpc_api import PubSubGrpcServer
+from hookyard.broker.broker import MAX_CONCURRENT_PUSHES, PUBLISH_THREADS
 from hookyard.local_identity import LocalIdentity
 from hookyard.tasks import TaskEmulator
+
+if TYPE_CHECKING:
+    from hookyard.broker.grpc_api import PubSubGrpcServer
 
 log = get_logger(__name__)
 
@@ -40,6 +42,8 @@ class Emulators:
     settings: Settings
     identity: LocalIdentity
     worker_url: str
+    reserved_port: bool = False
+    """The Pub/Sub port is held for us by the supervisor (see `PubSubGrpcServer`)."""
     broker: Broker | None = field(default=None, init=False)
     tasks: TaskEmulator | None = field(default=None, init=False)
     pubsub_grpc: PubSubGrpcServer | None = field(default=None, init=False)
@@ -52,6 +56,8 @@ class Emulators:
 
     def open(self) -> None:
         """Schemas installed and the Pub/Sub API listening; nothing is delivered yet."""
+        from hookyard.broker.grpc_api import PubSubGrpcServer  # grpc: only where it serves
+
         settings, identity = self.settings, self.identity
         project, location = settings.gcp_project, settings.gcp_region
         self.broker = Broker(
@@ -64,7 +70,9 @@ class Emulators:
             token=identity.provider("tasks"), minter=identity.minter.token,
         )  # fmt: skip
         self.tasks.install()
-        self.pubsub_grpc = PubSubGrpcServer(self.broker, "127.0.0.1", settings.pubsub_port)
+        self.pubsub_grpc = PubSubGrpcServer(
+            self.broker, "127.0.0.1", settings.pubsub_port, reserved=self.reserved_port
+        )
         self.pubsub_grpc.start()
 
     def start(self) -> None:

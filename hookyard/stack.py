@@ -53,7 +53,6 @@ from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.stack_url import pubsub_record_path, record_path
 from hookyard.supervisor import Supervisor, TargetProcess, target_environment
 from hookyard.tasks import TaskEmulator
-from hookyard.tasks.rest_api import handler as tasks_rest_api
 from workers.push import EnvelopeHook
 
 log = get_logger(__name__)
@@ -164,11 +163,11 @@ class LocalStack:
         worker_url = self.supervisor.by_name("worker").url if self.supervisor else base
         wiring = LocalWiring(stack_url=base, worker_url=worker_url, pubsub_emulator_host="")
         if self.supervisor is not None:
-            emulators = self.emulator_process = EmulatorProcess(EMULATORS)
+            emulators = EmulatorProcess(EMULATORS, pubsub_port=settings.pubsub_port)
+            self.emulator_process = emulators
             self.supervisor.targets.insert(0, emulators)
-            emulators.env = target_environment(settings, wiring, database_url=url)
-            emulators.spawn()
-            self._pubsub_host = emulators.pubsub_address()
+            port = emulators.reserve_pubsub_port()
+            self._pubsub_host = f"127.0.0.1:{port}"
             upstream = self._front_door_client()
             tasks_api = forward_to(EMULATORS, emulators.url, upstream)
             wiring = replace(
@@ -186,6 +185,8 @@ class LocalStack:
         else:
             local = self.emulators = Emulators(engine, self.topology, settings, identity, base)
             local.open()
+            from hookyard.tasks.rest_api import handler as tasks_rest_api
+
             self._pubsub_host = local.pubsub_address
             assert local.tasks is not None
             tasks_api = tasks_rest_api(local.tasks)
@@ -261,10 +262,11 @@ class LocalStack:
             self.emulator_process = None
         if self.server is not None:
             self._forget_url()
-            with contextlib.suppress(Exception):
-                self.server.shutdown()
-            if self._thread is not None:
+            if self._thread is not None:  # shutdown() waits for a serve_forever that ran
+                with contextlib.suppress(Exception):
+                    self.server.shutdown()
                 self._thread.join(timeout=10)
+                self._thread = None
             self.server.server_close()
             self.server = None
         for target in self.targets.values():

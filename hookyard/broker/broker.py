@@ -35,6 +35,8 @@ MAX_ORDERING_KEY_BYTES = 1024
 
 
 MAX_CONCURRENT_PUSHES = 16
+PUBLISH_THREADS = 16
+"""Threads of the Pub/Sub API serving publishes, each holding a connection while it stores."""
 
 
 class Broker:

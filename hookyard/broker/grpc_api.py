@@ -25,7 +25,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from common.errors import BadRequest, ConfigError, Forbidden, NotFound, Problem
 from common.logging import get_logger
 from common.storable import attributes_problem, text_problem
-from hookyard.broker.broker import Broker
+from hookyard.broker.broker import PUBLISH_THREADS, Broker
 from hookyard.broker.store import NewMessage
 
 log = get_logger(__name__)
@@ -36,7 +36,7 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024
 MAX_RECEIVE_BYTES = MAX_REQUEST_BYTES + 1024 * 1024
 """Above this grpc itself refuses the request (RESOURCE_EXHAUSTED) before it is buffered."""
 MAX_REQUEST_MESSAGES = 1000
-MAX_WORKERS = 16
+MAX_WORKERS = PUBLISH_THREADS
 MAX_CONCURRENT_RPCS = 256
 """Calls beyond this are refused with RESOURCE_EXHAUSTED instead of queueing without bound."""
 DEFAULT_PAGE_SIZE = 100
@@ -227,8 +227,13 @@ def publisher_handler(broker: Broker) -> grpc.GenericRpcHandler:
 class PubSubGrpcServer:
     """A `grpc.server` serving `google.pubsub.v1.Publisher` for one broker."""
 
-    def __init__(self, broker: Broker, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, broker: Broker, host: str = "127.0.0.1", port: int = 0, *, reserved: bool = False
+    ) -> None:
+        """`reserved`: `port` is held for this server by a socket its parent bound with
+        SO_REUSEPORT (and never listens on), so this one must share it to bind."""
         self._broker = broker
+        self._reserved = reserved
         self._host = host
         self._requested_port = port
         self._lock = threading.Lock()
@@ -257,7 +262,7 @@ class PubSubGrpcServer:
                     ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
                     # grpc shares ports by default: a second stack on 8085 would bind too
                     # and receive half of the first one's publishes.
-                    ("grpc.so_reuseport", 0),
+                    ("grpc.so_reuseport", 1 if self._reserved else 0),
                 ],
                 maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
             )

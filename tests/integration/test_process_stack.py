@@ -1,11 +1,13 @@
 """The production shape, locally: `hookyard dev` runs the webhook, cron, admin and worker
-targets as their own gunicorn processes behind one front door, and the emulators push to
-the worker process as Pub/Sub and Cloud Tasks push to its Cloud Run URL."""
+targets as their own gunicorn processes behind one front door, and the emulators, in a
+process of their own, push to the worker process as Pub/Sub and Cloud Tasks push to its
+Cloud Run URL."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import httpx
 import psutil
 import pytest
 
+from common.config import Settings
+from common.errors import ConfigError
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
 from tests.support.stack import (
@@ -151,3 +155,19 @@ def test_stopping_the_stack_leaves_no_target_running(
         family = [p.pid for pid in pids for p in psutil.Process(pid).children(recursive=True)]
     for pid in pids + family:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_pubsub_port_in_use_is_refused_with_its_remedy_and_starts_nothing(
+    pg_server: TestServer, database: str, tmp_path: Path
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = Settings(
+            database_url=pg_server.url_for(database), port=0, pubsub_port=port,
+            data_dir=tmp_path / "data", dev_processes=True,
+        )  # fmt: skip
+        stack = LocalStack(settings)
+        with pytest.raises(ConfigError, match="port is in use.*HOOKYARD_PUBSUB_PORT"):
+            stack.start()
+    assert stack.supervisor is None
+    assert stack.server is None
