@@ -167,7 +167,7 @@ def test_a_pubsub_port_in_use_is_refused_with_its_remedy_and_starts_nothing(
             data_dir=tmp_path / "data", dev_processes=True,
         )  # fmt: skip
         stack = LocalStack(settings)
-        with pytest.raises(ConfigError, match="port is in use.*HOOKYARD_PUBSUB_PORT"):
+        with pytest.raises(ConfigError, match=r"port is in use.*HOOKYARD_PUBSUB_PORT"):
             stack.start()
     assert stack.supervisor is None
     assert stack.server is None
