@@ -92,13 +92,17 @@ class IngestFigures:
 class FunctionServer:
     """`functions-framework --target T` on its own port, as a deployment starts it."""
 
-    def __init__(self, target: str, source: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, target: str, source: Path, env: dict[str, str], gunicorn: dict[str, str] | None = None
+    ) -> None:
+        """`gunicorn`: functions-framework's server settings (WORKERS, THREADS) for this one."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "functions-framework"), "--target", target,
              "--source", str(source), "--host", "127.0.0.1", "--port", str(self.port)],
-            env={**env, **GUNICORN_ENV}, stdin=subprocess.DEVNULL,
+            env={**env, **(GUNICORN_ENV if gunicorn is None else gunicorn)},
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
 

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -176,30 +177,43 @@ def pgbench(server: LocalPostgres, script: Path) -> tuple[float, int]:
 
 
 @contextlib.contextmanager
-def serving(worker: Worker, root: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """The worker behind the local stack's HTTP server, verifying the tokens pushes carry as
-    the local broker's do: (push URL, push headers)."""
-    from common.service_identity import verifier_for
+def serving(server: LocalPostgres, root: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The `worker` target as deployed: functions-framework's gunicorn, one worker process
+    with THREADS threads, in a process of its own (the client's threads must not share its
+    interpreter lock), verifying the tokens pushes carry against the certificates a tiny
+    issuer serves, as the local broker's are: (push URL, push headers)."""
+    from common.service_identity import LOCAL_CERTS_PATH
     from hookyard.local_identity import LocalIdentity
     from hookyard.server import HardenedWSGIServer, create_app
+    from hookyard.supervisor import MAIN_PY
+    from tests.load.bench_ingest import FunctionServer
 
-    mounts = {"pubsub": worker.handle}
-    http = HardenedWSGIServer("127.0.0.1", 0, create_app(mounts),
-                              max_connections=256, read_timeout_s=30)  # fmt: skip
-    stack_url = f"http://127.0.0.1:{http.server_port}"
-    identity = LocalIdentity(root / "secrets", stack_url)
+    mounts: dict[str, Any] = {}
+    issuer = HardenedWSGIServer("127.0.0.1", 0, create_app(mounts),
+                                max_connections=16, read_timeout_s=30)  # fmt: skip
+    issuer_url = f"http://127.0.0.1:{issuer.server_port}"
+    identity = LocalIdentity(root / "secrets", issuer_url)
     mounts["emulator"] = identity.handle_certs
-    worker.verifier = verifier_for("pubsub", Settings(), stack_url)
-    push = {"Authorization": f"Bearer {identity.token('pubsub')}",
-            "Content-Type": "application/json"}  # fmt: skip
-    thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1})
+    thread = threading.Thread(target=issuer.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
+    env = {
+        **os.environ,
+        "HOOKYARD_ENV": "local", "HOOKYARD_DATABASE_URL": server.url("bench"),
+        "HOOKYARD_EMULATOR_URL": issuer_url, "HOOKYARD_DATA_DIR": str(root),
+        "HOOKYARD_LOG_LEVEL": "WARNING", "HOOKYARD_SCHEDULER_ENABLED": "false",
+    }  # fmt: skip
+    worker = FunctionServer("worker", MAIN_PY, env, {"WORKERS": "1", "THREADS": str(THREADS)})
     try:
-        yield f"{stack_url}/pubsub/ledger", push
+        worker.wait_ready("/health/live")
+        assert httpx.get(issuer_url + LOCAL_CERTS_PATH).status_code == 200
+        push = {"Authorization": f"Bearer {identity.token('pubsub')}",
+                "Content-Type": "application/json"}  # fmt: skip
+        yield f"{worker.url}/pubsub/ledger", push
     finally:
-        http.shutdown()
+        worker.stop()
+        issuer.shutdown()
         thread.join()
-        http.server_close()
+        issuer.server_close()
 
 
 def main() -> WorkerFigures:
@@ -224,7 +238,7 @@ def main() -> WorkerFigures:
         script.write_text(pgbench_script(ACCOUNTS))
         worker = Worker(engine, "bench")
         try:
-            with serving(worker, root) as (url, push):
+            with serving(server, root) as (url, push):
                 # In process, over HTTP, pgbench, then again: all three see the machine alike.
                 for rep in range(1, count + 1):
                     direct = in_process(worker, f"inproc{rep}")
