@@ -147,8 +147,13 @@ def _serve(http_fd: int, reserved_port: bool, stopping: threading.Event) -> None
 
 
 def _live(request: Request) -> Response:
-    from common.http import json_response
+    """`/health/live`, what the supervisor asks every process it runs."""
+    from common.errors import NotFound
+    from common.http import json_response, require_method
 
+    require_method(request, "GET", "HEAD")
+    if request.path != "/health/live":
+        raise NotFound(f"no route for {request.path}")
     return json_response({"status": "ok"})
 
 

@@ -171,3 +171,28 @@ def test_a_pubsub_port_in_use_is_refused_with_its_remedy_and_starts_nothing(
             stack.start()
     assert stack.supervisor is None
     assert stack.server is None
+
+
+def test_the_emulators_serve_cloud_tasks_and_liveness_and_refuse_the_rest(
+    stack: LocalStack,
+) -> None:
+    assert stack.supervisor is not None
+    emulators = stack.supervisor.by_name("emulators")
+    queues = "/v2/projects/local-project/locations/us-central1/queues"
+    with httpx.Client(timeout=60) as client:
+        assert client.get(emulators.url + "/health/live").json() == {"status": "ok"}
+        direct = client.get(emulators.url + queues)
+        assert direct.status_code == 200
+        assert {q["name"].rsplit("/", 1)[1] for q in direct.json()["queues"]} >= {"notifications"}
+        assert client.get(stack.url + queues).json() == direct.json()  # the front door forwards
+        for method, path, status in [
+            ("GET", "/health/ready", 404),
+            ("POST", "/health/live", 405),
+            ("GET", "/nowhere", 404),
+        ]:
+            refused = client.request(method, emulators.url + path)
+            assert refused.status_code == status, (path, refused.text)
+            assert refused.headers["Content-Type"].startswith("application/problem+json")
+        unknown = client.get(emulators.url + queues + "/%ff")  # Google's error shape, as Google
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["status"] == "NOT_FOUND"
