@@ -107,6 +107,7 @@ def _serve(http_fd: int, reserved_port: bool, stopping: threading.Event) -> None
     from common.config import get_settings
     from common.db.engine import create_db_engine
     from common.topology import get_topology
+    from hookyard.broker.broker import MAX_CONCURRENT_PUSHES
     from hookyard.emulators import Emulators, emulator_pool_size
     from hookyard.local_identity import LocalIdentity
     from hookyard.server import HardenedWSGIServer, create_app
@@ -117,10 +118,17 @@ def _serve(http_fd: int, reserved_port: bool, stopping: threading.Event) -> None
         raise ConfigError("the emulators need HOOKYARD_WORKER_URL and HOOKYARD_DATABASE_URL")
     pool = emulator_pool_size(settings)
     engine = create_db_engine(settings.model_copy(update={"db_pool_size": pool}))
+    # The dispatcher's leases and acks wait for no disk flush: the one before a push is on
+    # every webhook's path to its balance, and a lost one only means a push again.
+    bookkeeping = create_db_engine(
+        settings.model_copy(update={"db_pool_size": MAX_CONCURRENT_PUSHES + 2}),
+        asynchronous_commit=True,
+    )
     identity = LocalIdentity(settings.data_dir / "secrets", settings.broker_url)
     emulators = Emulators(
-        engine, get_topology(), settings, identity, settings.worker_url, reserved_port
-    )
+        engine, get_topology(), settings, identity, settings.worker_url, reserved_port,
+        bookkeeping_engine=bookkeeping,
+    )  # fmt: skip
     server: HardenedWSGIServer | None = None
     try:
         emulators.open()
@@ -143,6 +151,7 @@ def _serve(http_fd: int, reserved_port: bool, stopping: threading.Event) -> None
         if server is not None:
             server.shutdown()
             server.server_close()
+        bookkeeping.dispose()
         engine.dispose()
 
 

@@ -44,6 +44,8 @@ class Emulators:
     worker_url: str
     reserved_port: bool = False
     """The Pub/Sub port is held for us by the supervisor (see `PubSubGrpcServer`)."""
+    bookkeeping_engine: Engine | None = None
+    """For the broker's leases and acks (see `Broker`); `engine` when None."""
     broker: Broker | None = field(default=None, init=False)
     tasks: TaskEmulator | None = field(default=None, init=False)
     pubsub_grpc: PubSubGrpcServer | None = field(default=None, init=False)
@@ -62,7 +64,7 @@ class Emulators:
         project, location = settings.gcp_project, settings.gcp_region
         self.broker = Broker(
             self.engine, self.topology, self.worker_url, project=project,
-            token=identity.provider("pubsub"),
+            token=identity.provider("pubsub"), bookkeeping_engine=self.bookkeeping_engine,
         )  # fmt: skip
         self.broker.install()
         self.tasks = TaskEmulator(

@@ -30,7 +30,12 @@ _engine: Engine | None = None
 _lock = threading.Lock()
 
 
-def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
+def create_db_engine(
+    settings: Settings, url: str | None = None, *, asynchronous_commit: bool = False
+) -> Engine:
+    """`asynchronous_commit`: a commit returns before its WAL reaches the disk. Only for
+    writes whose loss in a crash is redone anyway (a lease, an ack: the message is delivered
+    again and its consumer dedupes), never for an effect or an accepted message."""
     kwargs: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
@@ -66,6 +71,7 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
             cur.execute(
                 f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; "
                 "SET idle_in_transaction_session_timeout = 60000; SET TIME ZONE 'UTC'"
+                + ("; SET synchronous_commit = off" if asynchronous_commit else "")
             )
             cur.close()
         finally:

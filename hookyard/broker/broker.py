@@ -52,15 +52,19 @@ class Broker:
         max_idle_s: float = 5.0,
         token: TokenProvider | None = None,
         push_backoff: PushBackoff | None = None,
+        bookkeeping_engine: Engine | None = None,
     ) -> None:
         """`max_idle_s` caps any one sleep of the dispatcher: a safety net, not the wake-up path.
         `token` is the OIDC token every push carries, as a subscription's `oidc_token` does.
         `push_backoff` bounds the pause after nacks on subscriptions without a retry policy
-        (Pub/Sub's own by default)."""
+        (Pub/Sub's own by default). `bookkeeping_engine` carries the dispatcher's leases,
+        acks, nacks and dead-lettering, whose loss in a crash only means a message is pushed
+        again (see `create_db_engine`'s `asynchronous_commit`); publishes always use `engine`."""
         if max_concurrent_pushes < 1:
             raise ValueError("max_concurrent_pushes must be at least 1")
         self.project = project
         self._engine = engine
+        self._bookkeeping = bookkeeping_engine or engine
         self._topology = topology
         self._routes = Routes(topology)
         self._push_base_url = push_base_url
@@ -125,7 +129,7 @@ class Broker:
                 )
             self._wakeup = Wakeup(self._engine, store.CHANNEL)
             self._dispatcher = Dispatcher(
-                self._engine,
+                self._bookkeeping,
                 self._topology,
                 push_base_url=self._push_base_url,
                 project=self.project,

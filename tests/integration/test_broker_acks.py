@@ -351,3 +351,51 @@ def _wait_until(predicate: Callable[[], bool]) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met"
         time.sleep(0.02)
+
+
+def test_leases_and_acks_go_through_the_bookkeeping_engine_and_publishes_do_not(
+    engine: Engine, make_broker: Callable[..., Broker], receiver: ScriptedServer[Push]
+) -> None:
+    from common.config import Settings
+    from common.db.engine import create_db_engine
+
+    bookkeeping = create_db_engine(
+        Settings(db_pool_size=4), engine.url.render_as_string(hide_password=False),
+        asynchronous_commit=True,
+    )  # fmt: skip
+    durable: list[str] = []
+    kept: list[str] = []
+
+    def on_durable(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        durable.append(" ".join(statement.split()))
+
+    def on_bookkeeping(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        kept.append(" ".join(statement.split()))
+
+    sa.event.listen(engine, "before_cursor_execute", on_durable)
+    sa.event.listen(bookkeeping, "before_cursor_execute", on_bookkeeping)
+    try:
+        # The tests' server runs without synchronous commit at all: what matters is who set it.
+        setting = "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'"
+        with bookkeeping.connect() as conn:
+            assert tuple(conn.exec_driver_sql(setting).one()) == ("off", "session")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(setting).one().source != "session"
+        broker = make_broker(bookkeeping_engine=bookkeeping)
+        broker.start()
+        ids = {broker.publish("plain", f"m{n}".encode(), {}) for n in range(5)}
+        receiver.wait_for(lambda seen: ids <= {p.message_id for p in seen}, HANG_S)
+        deadline = time.monotonic() + HANG_S
+        while broker.pending_count("plain") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert broker.pending_count("plain") == 0
+        broker.stop(HANG_S)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", on_durable)
+        sa.event.remove(bookkeeping, "before_cursor_execute", on_bookkeeping)
+        bookkeeping.dispose()
+    assert any("INSERT INTO emulator.messages" in s for s in durable)  # the publishes
+    assert not any("INSERT INTO emulator.messages" in s for s in kept)
+    assert any("WITH lease AS" in s for s in kept)  # the claims
+    assert any("SET state = 'acked'" in s for s in kept)
+    assert not any("WITH lease AS" in s or "SET state = 'acked'" in s for s in durable)
