@@ -11,7 +11,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: help install run test lint format bench clean
+.PHONY: help install run test lint format bench bench-memory clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,6 +48,9 @@ format: install  ## apply ruff formatting and safe fixes
 
 bench: install  ## benchmarks that print figures (no pass/fail on speed)
 	.venv/bin/python -m tests.load.run
+
+bench-memory: install  ## RSS of every process after 10,000 and 100,000 events (MEMORY_EVENTS)
+	.venv/bin/python -m tests.load.bench_memory
 
 clean:  ## remove the venv, tools and local data (stops nothing: make run already did)
 	rm -rf .venv $(TOOLS) .hookyard .bench .pytest_cache .mypy_cache .ruff_cache
