@@ -40,6 +40,7 @@ COPY common/ common/
 COPY composition/ composition/
 COPY functions/ functions/
 COPY workers/ workers/
+COPY handlers/ handlers/
 # Bytecode compiled at build time: the code stays root-owned and read-only at run time.
 RUN python -m compileall -q /app
 USER 10001:10001

@@ -69,7 +69,11 @@ class HasKey:
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return self.key in attributes
 
-    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+    def decide(
+        self, known: Mapping[str, str], present: frozenset[str], absent: frozenset[str]
+    ) -> bool | None:
+        if self.key in absent:
+            return False
         return True if self.key in known or self.key in present else None
 
 
@@ -81,7 +85,11 @@ class Equals:
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return attributes.get(self.key) == self.value
 
-    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+    def decide(
+        self, known: Mapping[str, str], present: frozenset[str], absent: frozenset[str]
+    ) -> bool | None:
+        if self.key in absent:
+            return False
         return known[self.key] == self.value if self.key in known else None
 
 
@@ -94,7 +102,11 @@ class HasPrefix:
         value = attributes.get(self.key)
         return value is not None and value.startswith(self.prefix)
 
-    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
+    def decide(
+        self, known: Mapping[str, str], present: frozenset[str], absent: frozenset[str]
+    ) -> bool | None:
+        if self.key in absent:
+            return False
         return known[self.key].startswith(self.prefix) if self.key in known else None
 
 
@@ -105,8 +117,10 @@ class Not:
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return not self.operand.matches(attributes)
 
-    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
-        inner = self.operand.decide(known, present)
+    def decide(
+        self, known: Mapping[str, str], present: frozenset[str], absent: frozenset[str]
+    ) -> bool | None:
+        inner = self.operand.decide(known, present, absent)
         return None if inner is None else not inner
 
 
@@ -117,8 +131,10 @@ class And:
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return all(operand.matches(attributes) for operand in self.operands)
 
-    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
-        results = [operand.decide(known, present) for operand in self.operands]
+    def decide(
+        self, known: Mapping[str, str], present: frozenset[str], absent: frozenset[str]
+    ) -> bool | None:
+        results = [operand.decide(known, present, absent) for operand in self.operands]
         if False in results:
             return False
         return True if all(results) else None
@@ -131,8 +147,10 @@ class Or:
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return any(operand.matches(attributes) for operand in self.operands)
 
-    def decide(self, known: Mapping[str, str], present: frozenset[str]) -> bool | None:
-        results = [operand.decide(known, present) for operand in self.operands]
+    def decide(
+        self, known: Mapping[str, str], present: frozenset[str], absent: frozenset[str]
+    ) -> bool | None:
+        results = [operand.decide(known, present, absent) for operand in self.operands]
         if True in results:
             return True
         return False if all(r is False for r in results) else None
@@ -152,16 +170,20 @@ class Filter:
         return self.root is None or self.root.matches(attributes)
 
     def always_matches(
-        self, known: Mapping[str, str], present: frozenset[str] = frozenset()
+        self,
+        known: Mapping[str, str],
+        present: frozenset[str] = frozenset(),
+        absent: frozenset[str] = frozenset(),
     ) -> bool:
         """True when every message whose attributes include `known` (and at least the keys
-        in `present`, with any values) matches, whatever its other attributes are.
+        in `present`, with any values, and none in `absent`) matches, whatever its other
+        attributes are.
 
         Three-valued: an attribute the caller does not know makes a test undecided, and only
         a filter decided true for all of them counts. Sound, not complete: two filters that
         cover each other's gaps are each undecided alone.
         """
-        return self.root is None or self.root.decide(known, present) is True
+        return self.root is None or self.root.decide(known, present, absent) is True
 
 
 def parse_filter(text: str) -> Filter:

@@ -19,11 +19,27 @@ from pydantic import (
 )
 
 from common.errors import ConfigError
-from common.pubsub_filter import parse_filter
+from common.pubsub_filter import MAX_FILTER_BYTES, parse_filter
 
 TOPOLOGY_PATH = Path(__file__).with_name("topology.yaml")
 INGEST_ATTRIBUTES = frozenset({"source", "event_id", "received_at", "traceparent", "content_type"})
 """Attributes the webhook function sets on every message it publishes."""
+HEADER_PREFIX = "header."
+"""Kept sender headers travel as attributes `header.<lower-case name>`."""
+REPLAY_TO = "replay_to"
+"""Set on a replayed message: only the subscription it names takes it, so replaying one
+handler's dead letter never delivers the event to the other handlers again."""
+INGEST_NEVER_SETS = frozenset({REPLAY_TO})
+ALWAYS_KEPT_HEADERS = ("User-Agent",)
+NEVER_KEPT_HEADERS = frozenset(
+    {
+        "authorization", "proxy-authorization", "cookie", "set-cookie", "stripe-signature",
+        "x-hub-signature", "x-hub-signature-256", "x-shopify-hmac-sha256", "webhook-signature",
+        "svix-signature", "x-slack-signature", "x-twilio-signature",
+    }
+)  # fmt: skip
+"""Headers that carry a signature or a credential: the event log never keeps them."""
+DEFAULT_DEAD_LETTER_TOPIC = "events-dead-letter"
 
 ResourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 
@@ -227,6 +243,9 @@ class HmacConfig(_Model):
 MediaType = Literal["application/json", "application/x-www-form-urlencoded"]
 
 
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+
+
 class Source(_Model):
     name: ResourceName
     scheme: SignatureScheme
@@ -248,6 +267,13 @@ class Source(_Model):
     )
     hmac: HmacConfig | None = None
     response: Literal["json", "twiml"] = "json"
+    keep_headers: list[HeaderName] = Field(
+        default=[],
+        description="sender headers the event log keeps, besides User-Agent and the id/type ones",
+    )
+    retention_days: int = Field(
+        default=30, ge=1, le=3650, description="days the event log keeps the payload"
+    )
 
     @model_validator(mode="after")
     def _hmac_only_for_hmac(self) -> Self:
@@ -255,14 +281,164 @@ class Source(_Model):
             raise ValueError(f"source {self.name}: `hmac` settings go with scheme hmac only")
         return self
 
+    @model_validator(mode="after")
+    def _keeps_no_secret(self) -> Self:
+        refused = set(NEVER_KEPT_HEADERS)
+        if self.hmac is not None:
+            refused.add(self.hmac.header.lower())
+        for name in self.keep_headers:
+            if name.lower() in refused:
+                raise ValueError(
+                    f"source {self.name}: keep_headers may not keep {name}, "
+                    "which carries a signature or credential"
+                )
+        return self
+
+    @property
+    def kept_headers(self) -> tuple[str, ...]:
+        """Lower-case names, in order, without duplicates."""
+        named = [*ALWAYS_KEPT_HEADERS, *self.keep_headers]
+        named += [ref.header for ref in (*self.event_id, *self.event_type) if ref.header]
+        return tuple(dict.fromkeys(name.lower() for name in named))
+
+
+EventTypePattern = Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9_.:/-]{1,200}\*?)$")]
+"""An event type, or a prefix ending in `*` (`charge.dispute.*`), or `*` for every type: the
+shapes a Pub/Sub filter can express (`=` and `hasPrefix`)."""
+
+
+_MODULE_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
+
+
+class Handler(_Model):
+    """Business code for some sources' events. Each handler gets a subscription of its own
+    (same name, push path `/pubsub/{name}`), so it has its own inbox key, retries and dead
+    letters: one failing handler never blocks or re-runs another."""
+
+    name: PubSubName
+    module: str = Field(pattern=_MODULE_PATH, description='"package.module:function"')
+    events: dict[ResourceName, list[EventTypePattern]] = Field(min_length=1)
+    description: str = ""
+    ack_deadline_seconds: int = Field(default=30, ge=10, le=600)
+    retry_policy: RetryPolicy = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=600)
+    dead_letter_policy: DeadLetterPolicy = DeadLetterPolicy(
+        dead_letter_topic=DEFAULT_DEAD_LETTER_TOPIC, max_delivery_attempts=5
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _types_given(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for source, patterns in value.items():
+            if not patterns:
+                raise ValueError(f'source {source}: list its event types, or ["*"] for all')
+        return value
+
+    def takes(self, source: str, event_type: str | None) -> bool:
+        """The handler's own check: its subscription's filter is configuration, and a filter
+        too long for Pub/Sub names the sources only."""
+        patterns = self.events.get(source)
+        if patterns is None:
+            return False
+        return any(_type_matches(p, event_type) for p in patterns)
+
+    def subscription(self, topic: str) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "topic": topic,
+            "push_path": f"/pubsub/{self.name}",
+            "ack_deadline_seconds": self.ack_deadline_seconds,
+            "retry_policy": self.retry_policy,
+            "dead_letter_policy": self.dead_letter_policy,
+            "filter": handler_filter(self.name, self.events),
+        }
+
+
+def _type_matches(pattern: str, event_type: str | None) -> bool:
+    if pattern == "*":
+        return True
+    if event_type is None:
+        return False
+    if pattern.endswith("*"):
+        return event_type.startswith(pattern[:-1])
+    return event_type == pattern
+
+
+def handler_filter(name: str, events: dict[str, list[str]]) -> str:
+    """Pub/Sub's filter for a handler's subscription: its sources and types, and replays
+    addressed to it. Over Pub/Sub's 256 bytes, the types are left to `Handler.takes`."""
+    replays = f'(NOT attributes:{REPLAY_TO} OR attributes.{REPLAY_TO} = "{name}")'
+    for with_types in (True, False):
+        clauses = []
+        for source, patterns in events.items():
+            clause = f'attributes.source = "{source}"'
+            if with_types and "*" not in patterns:
+                types = [
+                    f'hasPrefix(attributes.event_type, "{p[:-1]}")'
+                    if p.endswith("*")
+                    else f'attributes.event_type = "{p}"'
+                    for p in patterns
+                ]
+                either = types[0] if len(types) == 1 else f"({' OR '.join(types)})"
+                clause = f"{clause} AND {either}"
+            clauses.append(clause)
+        sources = clauses[0] if len(clauses) == 1 else " OR ".join(f"({c})" for c in clauses)
+        text = f"({sources}) AND {replays}"
+        if len(text.encode()) <= MAX_FILTER_BYTES:
+            return text
+    raise ValueError(f"handler {name}: too many sources for one Pub/Sub filter")
+
 
 class Topology(_Model):
     topics: list[Topic]
-    subscriptions: list[Subscription] = []
+    subscriptions: list[Subscription] = Field(
+        default=[], description="as declared, then one per handler (derived on load)"
+    )
     sources: list[Source] = []
+    handler_defaults: dict[str, object] = Field(
+        default={}, description="settings every handler takes unless it gives its own"
+    )
+    handlers: list[Handler] = []
     queues: list[Queue] = []
     jobs: list[Job] = []
     secrets: list[ResourceName] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _handler_subscriptions(cls, data: object) -> object:
+        """Each handler's subscription joins the declared ones, so the broker, Terraform's
+        consistency test, replays and stats see one list."""
+        if not isinstance(data, dict) or not data.get("handlers"):
+            return data
+        topics = {_field(s, "name"): _field(s, "topic") for s in data.get("sources") or []}
+        defaults = data.get("handler_defaults") or {}
+        if not isinstance(defaults, dict):
+            raise ValueError("handler_defaults must be a mapping")
+        declared = {_field(s, "name"): s for s in data.get("subscriptions") or []}
+        handlers, derived = [], []
+        for raw in data["handlers"]:
+            if isinstance(raw, Handler):
+                handler = raw
+            else:
+                if not isinstance(raw, dict):
+                    raise ValueError("each handler is a mapping")
+                handler = Handler.model_validate({**defaults, **raw})
+            handlers.append(handler)
+            used = {topics.get(source) for source in handler.events}
+            if None in used:
+                unknown = sorted(s for s in handler.events if topics.get(s) is None)
+                raise ValueError(f"handler {handler.name}: unknown source {', '.join(unknown)}")
+            if len(used) != 1:
+                raise ValueError(f"handler {handler.name}: its sources publish to several topics")
+            if handler.name not in declared:
+                derived.append(handler.subscription(str(used.pop())))
+            elif _field(declared[handler.name], "push_path") != f"/pubsub/{handler.name}":
+                # Declared (or dumped and loaded again) it wins, if it reaches the handler.
+                raise ValueError(
+                    f"subscription {handler.name} has a handler's name: its push_path must be "
+                    f"/pubsub/{handler.name}"
+                )
+        subscriptions = [*(data.get("subscriptions") or []), *derived]
+        return {**data, "handlers": handlers, "subscriptions": subscriptions}
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -299,7 +475,7 @@ class Topology(_Model):
         """Whether one subscription of the source's topic takes every event it publishes."""
         known = {"source": source.name}
         return any(
-            parse_filter(sub.filter).always_matches(known, INGEST_ATTRIBUTES)
+            parse_filter(sub.filter).always_matches(known, INGEST_ATTRIBUTES, INGEST_NEVER_SETS)
             for sub in self.subscriptions_of(source.topic)
         )
 
@@ -315,6 +491,9 @@ class Topology(_Model):
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
 
+    def handler(self, name: str) -> Handler | None:
+        return next((h for h in self.handlers if h.name == name), None)
+
     def queue(self, name: str) -> Queue | None:
         return next((q for q in self.queues if q.name == name), None)
 
@@ -323,6 +502,11 @@ class Topology(_Model):
 
     def all_secret_names(self) -> list[str]:
         return sorted({*self.secrets, *(s.secret for s in self.sources)})
+
+
+def _field(item: object, name: str) -> object:
+    """A field of a raw mapping or of a model, before validation has made them one."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
 def _unique(kind: str, names: list[str]) -> None:

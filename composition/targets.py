@@ -93,6 +93,7 @@ class Composition:
         from common.egress import EgressPolicy
         from common.health import Health, database_ready
         from common.job_tasks import JOBS_QUEUE
+        from common.message_relay import MessageRelay
         from common.outbox_relay import NOTIFICATIONS_QUEUE, OutboxRelay
         from common.replay_tasks import REPLAYS_QUEUE
         from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
@@ -112,8 +113,9 @@ class Composition:
             timeout_s=settings.notify_timeout_s,
             egress=EgressPolicy(allow_loopback=settings.notify_allow_loopback),
         )
+        messages = MessageRelay(engine, adapters.publisher())
         push = Worker(
-            engine, project, before_handle=self.worker_hook, relay=relay,
+            engine, project, before_handle=self.worker_hook, relay=relay, messages=messages,
             verifier=self._verifier("pubsub"),
         )  # fmt: skip
         task_worker = TaskWorker(
@@ -122,7 +124,7 @@ class Composition:
             {
                 NOTIFICATIONS_QUEUE: notifier,
                 REPLAYS_QUEUE: ReplayRunner(engine, topology, adapters.publisher(), tasks),
-                JOBS_QUEUE: JobRunner(engine, topology, tasks, relay),
+                JOBS_QUEUE: JobRunner(engine, topology, tasks, relay, messages=messages),
                 STATEMENTS_QUEUE: StatementWriter(engine),
             },
             project,

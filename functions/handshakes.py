@@ -7,7 +7,7 @@ from collections.abc import Callable
 from flask import Response
 
 from common.http import json_response
-from functions.webhook_body import ParsedBody
+from common.webhook_body import ParsedBody
 
 Handshake = Callable[[ParsedBody], Response | None]
 

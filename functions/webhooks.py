@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from flask import Request, Response
 
+from common import webhook_body
 from common.envelope import format_time
 from common.errors import (
     NotFound,
@@ -23,6 +24,7 @@ from common.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from common.headers import HeaderLookup
 from common.http import (
     json_response,
     path_parts,
@@ -35,16 +37,35 @@ from common.logging import add_context, bind_context, get_logger
 from common.messaging.publisher import Publisher
 from common.secrets import SecretStore, values_or_unavailable
 from common.signatures import HmacOptions, SignedRequest, Verifier, verifier_for
-from common.topology import Source, Topology
+from common.storable import text_problem
+from common.topology import HEADER_PREFIX, Source, Topology
 from common.tracing import new_trace, parse_trace
-from functions import webhook_body
+from common.webhook_body import first_present, lookup, parse_body
 from functions.handshakes import HANDSHAKES
-from functions.webhook_body import first_present, lookup, parse_body
 
 log = get_logger(__name__)
 
 PREFIX = "/webhooks"
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
+"""Pub/Sub's limit on an attribute value."""
+
+
+def kept_headers(source: Source, headers: HeaderLookup) -> dict[str, str]:
+    """The sender headers the event log keeps, as attributes. A value over Pub/Sub's limit is
+    cut on a character boundary; one PostgreSQL could not store is left out."""
+    kept = {}
+    for name in source.kept_headers:
+        value = headers.get(name)
+        if not value or text_problem(value) is not None:
+            continue
+        raw = value.encode("utf-8")
+        if len(raw) > MAX_ATTRIBUTE_VALUE_BYTES:
+            value = raw[:MAX_ATTRIBUTE_VALUE_BYTES].decode("utf-8", errors="ignore")
+        kept[HEADER_PREFIX + name] = value
+    return kept
 
 
 @dataclass
@@ -116,6 +137,7 @@ class WebhookIngest:
         }
         if event_type:
             attributes["event_type"] = event_type
+        attributes.update(kept_headers(source, headers))
         ordering_key = ""
         if source.ordering_key is not None:
             ordering_key = lookup(source.ordering_key, headers, parsed) or ""

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from sqlalchemy.engine import Connection
 
 from common.db.inbox import Claim, EventKey
 from common.envelope import PushMessage
@@ -43,8 +41,15 @@ class Delivered:
         )
 
 
-EventHandler = Callable[[Connection, Delivered], Sequence[int]]
-"""Applies an event in the caller's transaction; returns the outbox ids it wrote."""
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What must happen after commit: notifications to relay, messages to publish."""
+
+    notifications: Sequence[int] = ()
+    messages: Sequence[int] = ()
+
+
+NOTHING = Handled()
 
 
 def refuse_conflict(claim: Claim) -> bool:

@@ -23,6 +23,7 @@ from common.db import reconciliations, retention, statements
 from common.errors import PermanentError
 from common.job_tasks import parse_job_task
 from common.logging import get_logger
+from common.message_relay import MessageRelay
 from common.messaging.tasks import TaskQueue, TaskRequest
 from common.outbox_relay import OutboxRelay
 from common.topology import Topology
@@ -87,6 +88,8 @@ class JobRunner:
         relay: OutboxRelay,
         retention_days: int = 30,
         batch: int = 1000,
+        *,
+        messages: MessageRelay | None = None,
     ) -> None:
         if retention_days < 1 or batch < 1:
             raise ValueError("retention_days and batch must be positive")
@@ -94,6 +97,7 @@ class JobRunner:
         self._topology = topology
         self._tasks = tasks
         self._relay = relay
+        self._messages = messages
         self._retention_days = retention_days
         self._batch = batch
         self._jobs: dict[str, Callable[[datetime], object]] = {
@@ -160,10 +164,20 @@ class JobRunner:
         """Deletes rows older than `retention_days` before the tick, one short transaction
         per batch, until a batch comes back short."""
         cutoff = schedule_time - timedelta(days=self._retention_days)
+        payload_cutoffs = {
+            source.name: schedule_time - timedelta(days=source.retention_days)
+            for source in self._topology.sources
+        }
+
+        def erase_payloads(conn: Connection, cutoff: datetime, limit: int) -> int:
+            return retention.erase_payloads(conn, payload_cutoffs, cutoff, limit)
+
         steps: dict[str, Callable[[Connection, datetime, int], int]] = {
+            "payloads": erase_payloads,
             "inbox": retention.delete_inbox,
             "event_log": retention.delete_event_log,
             "outbox": retention.delete_settled_outbox,
+            "outbound_messages": retention.delete_published_messages,
             "delivery_failures": retention.delete_delivery_failures,
         }
         report = RetentionReport()
@@ -183,7 +197,10 @@ class JobRunner:
     # -- outbox-relay ------------------------------------------------------------------
     def outbox_relay(self, schedule_time: datetime) -> int:
         del schedule_time  # the sweep is relative to now, not to the tick
-        return self._relay.sweep(older_than_s=RELAY_OLDER_THAN_S)
+        relayed = self._relay.sweep(older_than_s=RELAY_OLDER_THAN_S)
+        if self._messages is not None:
+            relayed += self._messages.sweep(older_than_s=RELAY_OLDER_THAN_S)
+        return relayed
 
 
 class StatementWriter:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import Request, Response
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from common.db import dead_letters, delivery_failures
 from common.db.delivery_failures import failure_key
@@ -32,11 +32,12 @@ from common.logging import bind_context, get_logger
 from common.oidc import CallerVerifier, NoCallers
 from common.tracing import parse_trace
 from workers.dead_letter_sink import store_forwarded
-from workers.delivery import Delivered, EventHandler
+from workers.delivery import Delivered, Handled
 from workers.event_log import record_event
-from workers.ledger.handler import apply_once
+from workers.handlers import load_handlers
 
 if TYPE_CHECKING:
+    from common.message_relay import MessageRelay
     from common.outbox_relay import OutboxRelay
 
 log = get_logger(__name__)
@@ -44,20 +45,29 @@ log = get_logger(__name__)
 PREFIX = "/pubsub"
 
 EnvelopeHook = Callable[[PushEnvelope], None]
+Route = Callable[[Connection, Delivered], Handled]
+"""Applies a delivery in the caller's transaction; says what to announce after commit."""
+EVENT_LOG = "event-log"
+
+
+def default_routes() -> dict[str, Route]:
+    from common.topology import get_topology
+
+    return {EVENT_LOG: record_event, **load_handlers(get_topology())}
 
 
 @dataclass
 class Worker:
-    """Routes deliveries by subscription. `before_handle` is a fault-injection hook for tests.
-    Without a `verifier`, every push over HTTP is refused."""
+    """Routes deliveries by subscription: the event log, and one route per handler that
+    topology.yaml declares. `before_handle` is a fault-injection hook for tests. Without a
+    `verifier`, every push over HTTP is refused."""
 
     engine: Engine
     project: str = "local-project"
-    event_handlers: dict[str, EventHandler] = field(
-        default_factory=lambda: {"ledger": apply_once, "event-log": record_event}
-    )
+    routes: dict[str, Route] = field(default_factory=default_routes)
     before_handle: EnvelopeHook | None = None
     relay: OutboxRelay | None = None
+    messages: MessageRelay | None = None
     verifier: CallerVerifier = field(default_factory=NoCallers)
 
     def handle(self, request: Request) -> Response:
@@ -90,7 +100,7 @@ class Worker:
             with self.engine.begin() as conn:
                 store_forwarded(conn, envelope)
             return
-        handler = self.event_handlers.get(subscription)
+        handler = self.routes.get(subscription)
         if handler is None:
             raise NotFound(f"no handler for subscription {subscription!r}")
         try:
@@ -123,12 +133,15 @@ class Worker:
         except Exception:
             log.exception("could not record the delivery failure")
 
-    def _apply(self, subscription: str, envelope: PushEnvelope, handler: EventHandler) -> None:
+    def _apply(self, subscription: str, envelope: PushEnvelope, handler: Route) -> None:
         delivered = Delivered.of(subscription, envelope.message)
         with self.engine.begin() as conn:
-            announced = handler(conn, delivered)
-        if announced and self.relay is not None:
-            self.relay.relay(announced, envelope.message.attributes.get("traceparent"))
+            handled = handler(conn, delivered)
+        traceparent = envelope.message.attributes.get("traceparent")
+        if handled.notifications and self.relay is not None:
+            self.relay.relay(handled.notifications, traceparent)
+        if handled.messages and self.messages is not None:
+            self.messages.relay(handled.messages, traceparent)
 
     def _dead_letter(self, subscription: str, envelope: PushEnvelope, exc: PermanentError) -> None:
         with self.engine.begin() as conn:

@@ -1,9 +1,11 @@
 """Runs an operator's replay as a chain of tasks on queue `replays`, one batch per task.
 
-Each task republishes up to a second's worth of dead letters (`max_per_second`) to where
-they came from, marks them replayed and schedules the next batch one second after this one
-started, so the rate holds without a long-running process: it works the same on Cloud Run,
-where nothing may run after the response. Cancelling flips the replay's state; the next
+Each task republishes up to a second's worth of dead letters (`max_per_second`) to the
+subscription they came from (attribute `replay_to`: the topic's other subscriptions filter
+it out, so the event's other handlers never see it again), marks them replayed and
+schedules the next batch one second after this one started, so the rate holds without a
+long-running process: it works the same on Cloud Run, where nothing may run after the
+response. Cancelling flips the replay's state; the next
 batch sees it and stops, and the rows it never reached go back to `pending`.
 
 A broker or queue that is briefly unreachable does not shrink the replay: what was republished
@@ -29,7 +31,7 @@ from common.logging import get_logger
 from common.messaging.publisher import OutboundMessage, Publisher
 from common.messaging.tasks import TaskQueue, TaskRequest
 from common.replay_tasks import batch_task
-from common.topology import Topology
+from common.topology import REPLAY_TO, Topology
 
 log = get_logger(__name__)
 
@@ -109,7 +111,13 @@ class ReplayRunner:
         for topic, group in by_topic.items():
             messages = [
                 OutboundMessage(
-                    row.data, {**row.attributes, REPLAY_OF: str(row.id), REPLAY_ID: str(replay_id)}
+                    row.data,
+                    {
+                        **row.attributes,
+                        REPLAY_OF: str(row.id),
+                        REPLAY_ID: str(replay_id),
+                        REPLAY_TO: row.subscription,
+                    },
                 )
                 for row in group
             ]

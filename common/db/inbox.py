@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -14,13 +16,17 @@ _CLAIM = sa.text(
                        body_sha256)
     VALUES (:source, :event_id, :event_type, :subscription, :message_id, :outcome,
             :body_sha256)
-    ON CONFLICT (source, event_id) DO NOTHING
+    ON CONFLICT (subscription, source, event_id) DO NOTHING
     RETURNING 1
     """
 )
-_BODY_OF = sa.text("SELECT body_sha256 FROM inbox WHERE source = :source AND event_id = :event_id")
+_BODY_OF = sa.text(
+    "SELECT body_sha256 FROM inbox"
+    " WHERE subscription = :subscription AND source = :source AND event_id = :event_id"
+)
 _SET_OUTCOME = sa.text(
-    "UPDATE inbox SET outcome = :outcome WHERE source = :source AND event_id = :event_id"
+    "UPDATE inbox SET outcome = :outcome, effects = CAST(:effects AS jsonb)"
+    " WHERE subscription = :subscription AND source = :source AND event_id = :event_id"
 )
 
 
@@ -54,11 +60,11 @@ def claim(
     transaction ends, then sees the row or, if that one rolled back, claims it. Only a
     duplicate pays a second statement, to compare bodies.
     """
-    params = {"source": key.source, "event_id": key.event_id}
     inserted = conn.execute(
         _CLAIM,
         {
-            **params,
+            "source": key.source,
+            "event_id": key.event_id,
             "event_type": event_type,
             "subscription": subscription,
             "message_id": message_id,
@@ -68,12 +74,14 @@ def claim(
     ).first()
     if inserted is not None:
         return Claim.FIRST
-    return compare_body(conn, key, body_sha256)
+    return compare_body(conn, key, body_sha256, subscription=subscription)
 
 
-def compare_body(conn: Connection, key: EventKey, body_sha256: bytes) -> Claim:
+def compare_body(
+    conn: Connection, key: EventKey, body_sha256: bytes, *, subscription: str
+) -> Claim:
     """For a delivery whose claim found the row: DUPLICATE or CONFLICT."""
-    params = {"source": key.source, "event_id": key.event_id}
+    params = {"subscription": subscription, "source": key.source, "event_id": key.event_id}
     return same_body(conn.execute(_BODY_OF, params).scalar(), body_sha256)
 
 
@@ -84,7 +92,26 @@ def same_body(stored: bytes | memoryview | None, body_sha256: bytes) -> Claim:
     return Claim.CONFLICT
 
 
-def mark_ignored(conn: Connection, key: EventKey) -> None:
+def set_outcome(
+    conn: Connection,
+    key: EventKey,
+    *,
+    subscription: str,
+    outcome: str,
+    effects: dict[str, Any] | None = None,
+) -> None:
+    """What the handler made of the event it claimed, in the same transaction."""
     conn.execute(
-        _SET_OUTCOME, {"outcome": "ignored", "source": key.source, "event_id": key.event_id}
+        _SET_OUTCOME,
+        {
+            "outcome": outcome,
+            "effects": None if effects is None else json.dumps(effects),
+            "subscription": subscription,
+            "source": key.source,
+            "event_id": key.event_id,
+        },
     )
+
+
+def mark_ignored(conn: Connection, key: EventKey, *, subscription: str) -> None:
+    set_outcome(conn, key, subscription=subscription, outcome="ignored")

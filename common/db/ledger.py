@@ -26,8 +26,9 @@ class UnbalancedTransaction(ValueError):
 _RECORD = sa.text(
     """
     WITH tx AS (
-        INSERT INTO ledger_transactions (account_id, kind, currency, source, event_id)
-        VALUES (:account_id, :kind, :currency, :source, :event_id)
+        INSERT INTO ledger_transactions (account_id, kind, currency, subscription, source,
+                                         event_id)
+        VALUES (:account_id, :kind, :currency, :subscription, :source, :event_id)
         RETURNING id
     )
     INSERT INTO postings (transaction_id, ledger_account, amount, currency)
@@ -64,8 +65,10 @@ def record(
     kind: str,
     currency: str,
     cause: EventKey,
+    subscription: str,
     postings: Sequence[Posting],
 ) -> int:
+    """`subscription` names the handler whose inbox row proves `cause` was applied."""
     nonzero = balanced(kind, postings)
     tx_id = (
         conn.execute(
@@ -74,6 +77,7 @@ def record(
                 "account_id": account_id,
                 "kind": kind,
                 "currency": currency,
+                "subscription": subscription,
                 "source": cause.source,
                 "event_id": cause.event_id,
                 "accounts": [p.ledger_account for p in nonzero],

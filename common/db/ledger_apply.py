@@ -25,7 +25,7 @@ SQL = """
                            body_sha256)
         VALUES (:source, :event_id, :event_type, :subscription, :message_id, 'applied',
                 :body_sha256)
-        ON CONFLICT (source, event_id) DO NOTHING
+        ON CONFLICT (subscription, source, event_id) DO NOTHING
         RETURNING 1
     ), account AS (
         UPDATE accounts
@@ -34,8 +34,9 @@ SQL = """
         RETURNING id, currency, available, held,
                   notify_url IS NOT NULL AND notify_disabled_at IS NULL AS notify
     ), tx AS (
-        INSERT INTO ledger_transactions (account_id, kind, currency, source, event_id)
-        SELECT id, :kind, currency, :source, :event_id FROM account
+        INSERT INTO ledger_transactions (account_id, kind, currency, subscription, source,
+                                         event_id)
+        SELECT id, :kind, currency, :subscription, :source, :event_id FROM account
         RETURNING id
     ), posted AS (
         INSERT INTO postings (transaction_id, ledger_account, amount, currency)

@@ -83,5 +83,5 @@ def test_the_ledger_checks_the_source_itself(stack: LocalStack, client: httpx.Cl
     )
     assert response.status_code == 204, response.text
     [row] = dead_letters(client)
-    assert row["reason"] == "the ledger takes stripe events, not 'standard'"
+    assert row["reason"] == "handler ledger does not take standard events"
     assert client.get("/admin/accounts/acct_1").json()["available"] == 0

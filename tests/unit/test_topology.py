@@ -109,6 +109,9 @@ def _rename_dead_letter_topic(name: str) -> object:
             policy = sub.get("dead_letter_policy")
             if isinstance(policy, dict):
                 policy["dead_letter_topic"] = name
+        defaults = raw["handler_defaults"]
+        assert isinstance(defaults, dict)
+        defaults["dead_letter_policy"]["dead_letter_topic"] = name
 
     return mutate
 

@@ -4,7 +4,7 @@ import pytest
 
 from common.errors import BadRequest
 from common.topology import FieldRef
-from functions.webhook_body import FORM, JSON, event_id, first_present, lookup, parse_body
+from common.webhook_body import FORM, JSON, event_id, first_present, lookup, parse_body
 
 
 def test_json_and_form_bodies() -> None:

@@ -21,7 +21,7 @@ from common.db.inbox import EventKey, mark_ignored
 from common.db.ledger import Posting
 from common.errors import PermanentError, TransientError
 from common.logging import get_logger
-from workers.delivery import Delivered, refuse_conflict
+from workers.delivery import refuse_conflict
 from workers.ledger import postings
 from workers.ledger.events import (
     ChargeRefunded,
@@ -34,6 +34,7 @@ from workers.ledger.events import (
     PayoutPaid,
     parse_event,
 )
+from workers.plugin import Effects, Event, claims_own_inbox
 
 log = get_logger(__name__)
 
@@ -43,34 +44,39 @@ LEDGER_SOURCES = frozenset({"stripe"})
 a filter is configuration: the handler does not rely on it."""
 
 
-def apply_once(conn: Connection, delivered: Delivered) -> list[int]:
+@claims_own_inbox
+def handle(event: Event, conn: Connection) -> Effects:
     """The inbox row and the ledger effects in the caller's transaction; a duplicate (same
     id, same body) changes nothing."""
-    key = delivered.key
+    key = EventKey(event.source, event.id)
     if key.source not in LEDGER_SOURCES:
         raise PermanentError(f"the ledger takes {', '.join(sorted(LEDGER_SOURCES))} events, "
                              f"not {key.source!r}")  # fmt: skip
-    parsed = _parse(delivered.message.data)
+    parsed = _parse(event.body)
     if isinstance(parsed, PaymentSucceeded | PayoutPaid) and parsed.amount:
-        return _apply_in_one_statement(conn, delivered, parsed)
+        return _notifying(_apply_in_one_statement(conn, event, parsed))
     claim = inbox.claim(
         conn,
         key,
-        event_type=delivered.event_type,
-        subscription=delivered.subscription,
-        message_id=delivered.message.message_id,
-        body_sha256=delivered.body_sha256,
+        event_type=event.type,
+        subscription=event.handler,
+        message_id=event.message_id,
+        body_sha256=event.body_sha256,
         outcome="ignored" if isinstance(parsed, Ignored) else "applied",
     )
     if not refuse_conflict(claim):
         log.info("duplicate delivery acknowledged without effect")
-        return []
+        return Effects()
     if isinstance(parsed, PermanentError):
         raise parsed
     if isinstance(parsed, Ignored):
         log.info("event type has no ledger effect", event_type=parsed.event_type)
-        return []
-    return apply_event(conn, key, parsed)
+        return Effects()
+    return _notifying(apply_event(conn, key, parsed, subscription=event.handler))
+
+
+def _notifying(outbox_ids: list[int]) -> Effects:
+    return Effects(notifications=outbox_ids)
 
 
 def _parse(data: bytes) -> LedgerCommand | PermanentError:
@@ -83,9 +89,9 @@ def _parse(data: bytes) -> LedgerCommand | PermanentError:
 
 
 def _apply_in_one_statement(
-    conn: Connection, delivered: Delivered, command: PaymentSucceeded | PayoutPaid
+    conn: Connection, event: Event, command: PaymentSucceeded | PayoutPaid
 ) -> list[int]:
-    key = delivered.key
+    key = EventKey(event.source, event.id)
     kind, entries = _entries(conn, command, key)
     account_id = command.account_id
     available, held = _deltas(account_id, entries)
@@ -93,10 +99,10 @@ def _apply_in_one_statement(
         conn,
         ledger_apply.Arrival(
             key=key,
-            event_type=delivered.event_type,
-            subscription=delivered.subscription,
-            message_id=delivered.message.message_id,
-            body_sha256=delivered.body_sha256,
+            event_type=event.type,
+            subscription=event.handler,
+            message_id=event.message_id,
+            body_sha256=event.body_sha256,
         ),
         ledger_apply.Movement(
             account_id=account_id,
@@ -109,7 +115,9 @@ def _apply_in_one_statement(
         notify_kind=BALANCE_UPDATED,
     )
     if not outcome.claimed:
-        refuse_conflict(inbox.compare_body(conn, key, delivered.body_sha256))
+        refuse_conflict(
+            inbox.compare_body(conn, key, event.body_sha256, subscription=event.handler)
+        )
         log.info("duplicate delivery acknowledged without effect")
         return []
     if not outcome.applied:
@@ -120,12 +128,14 @@ def _apply_in_one_statement(
     return [] if outcome.outbox_id is None else [outcome.outbox_id]
 
 
-def apply_event(conn: Connection, key: EventKey, command: Effect) -> list[int]:
+def apply_event(
+    conn: Connection, key: EventKey, command: Effect, *, subscription: str
+) -> list[int]:
     kind, entries = _entries(conn, command, key)
     entries = [p for p in entries if p.amount]
     if not entries:
         _explain_rejection(conn, command)
-        mark_ignored(conn, key)
+        mark_ignored(conn, key, subscription=subscription)
         log.info("event changes nothing", kind=kind)
         return []
     account_id = command.account_id
@@ -142,6 +152,7 @@ def apply_event(conn: Connection, key: EventKey, command: Effect) -> list[int]:
         kind=kind,
         currency=command.currency,
         cause=key,
+        subscription=subscription,
         postings=entries,
     )
     log.info("ledger updated", kind=kind, account_id=account_id, available=available, held=held)

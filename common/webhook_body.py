@@ -50,6 +50,14 @@ def parse_body(body: bytes, media_type: str) -> ParsedBody:
     return ParsedBody(document=document, form=form)
 
 
+def payload_document(body: bytes, content_type: str | None) -> Any:
+    """The payload as one JSON document, for handlers and search: a JSON body, or a form
+    body's fields (its JSON `payload` field when there is one). `BadRequest` otherwise."""
+    media = FORM if content_type == FORM else JSON
+    parsed = parse_body(body, media)
+    return parsed.document if media == JSON or parsed.document is not None else parsed.form
+
+
 def _json(raw: bytes, where: str) -> object:
     try:
         document = bounded_json.loads(raw)
