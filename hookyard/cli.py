@@ -7,9 +7,10 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +26,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 register_operator_commands(app)
+
+if TYPE_CHECKING:
+    from common.topology import Source
 
 
 def fail(message: str) -> typer.Exit:
@@ -173,39 +177,64 @@ def send(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Sign a payload exactly as SOURCE's sender would and POST it; print each response."""
-    import httpx
-
-    from common.secrets import get_secret_store
     from common.topology import get_topology
-    from hookyard.sender import sender_request
 
-    base = stack_url(url)
     spec = get_topology().source(source)
     if spec is None:
         raise fail(f"unknown source {source!r}")
-    if base.endswith(f"/webhooks/{source}"):
-        raise typer.BadParameter(
-            f"give the stack's base URL, without /webhooks/{source}", param_hint="--url"
-        )
+    base = _webhook_base(url, spec)
     body = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
+    signed = Signed(body, content_type, event_id, event_type)
+    _sign_and_post(spec, base, signed, repeat=repeat, timestamp=timestamp, as_json=as_json)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A body and what its sender says about it besides the signature."""
+
+    body: bytes
+    media_type: str | None
+    event_id: str | None
+    event_type: str | None
+
+
+def _webhook_base(url: str | None, spec: Source) -> str:
+    base = stack_url(url)
+    if base.endswith(f"/webhooks/{spec.name}"):
+        raise typer.BadParameter(
+            f"give the stack's base URL, without /webhooks/{spec.name}", param_hint="--url"
+        )
+    return base
+
+
+def _sign_and_post(
+    spec: Source, base: str, signed: Signed, *, repeat: int, timestamp: int | None, as_json: bool
+) -> None:
+    """The one way `send` and `trigger` deliver: signed as SOURCE's sender signs, one line
+    (or JSON line) per response, exit 1 when any was not a success."""
+    import httpx
+
+    from common.secrets import get_secret_store
+    from hookyard.sender import sender_request
+
     values = get_secret_store().values(spec.secret)
     if not values:
         raise fail(f"secret {spec.secret} is not configured (run `make run` once, or export it)")
-    target = f"{base}/webhooks/{source}"
+    target = f"{base}/webhooks/{spec.name}"
     failures = 0
     with httpx.Client(timeout=30) as client:
         for _ in range(repeat):
             post_url, headers = sender_request(
                 spec,
-                body,
+                signed.body,
                 values[0],
                 now=timestamp if timestamp is not None else int(time.time()),
                 url=target,
-                event_id=event_id,
-                event_type=event_type,
-                media_type=content_type,
+                event_id=signed.event_id,
+                event_type=signed.event_type,
+                media_type=signed.media_type,
             )
-            response = _post(client, base, post_url, body, headers)
+            response = _post(client, base, post_url, signed.body, headers)
             failures += not response.is_success
             if as_json:
                 typer.echo(json.dumps({"status": response.status_code, "body": _body(response)}))
