@@ -36,6 +36,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def usage(message: str) -> typer.Exit:
+    """A usage error as one line, where typer's own would print a box: exit 2."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
 @app.callback()
 def check_settings() -> None:
     """Every command reads HOOKYARD_* settings; a malformed one is named in one line here
@@ -186,6 +192,94 @@ def send(
     body = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
     signed = Signed(body, content_type, event_id, event_type)
     _sign_and_post(spec, base, signed, repeat=repeat, timestamp=timestamp, as_json=as_json)
+
+
+@app.command()
+def trigger(
+    source: Annotated[
+        str | None, typer.Argument(help="Webhook source; alone, lists its fixtures.")
+    ] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Argument(metavar="TYPE", help="Fixture, e.g. payment_intent.succeeded or push."),
+    ] = None,
+    url: UrlOption = None,
+    account: Annotated[
+        str | None, typer.Option(help="Stripe: the ledger account (metadata.account_id).")
+    ] = None,
+    amount: Annotated[
+        str | None, typer.Option(help="Stripe: the amount in minor units (default 2000).")
+    ] = None,
+    currency: Annotated[str | None, typer.Option(help="Stripe: ISO code (default usd).")] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="PATH=VALUE",
+            help="Write VALUE (JSON, else text) at a dotted PATH of the body; repeatable.",
+        ),
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="Pin the event id (trigger twice for a duplicate).")
+    ] = None,
+    list_fixtures: Annotated[bool, typer.Option("--list", help="List every fixture.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--print", "--dry-run", help="Print the body; send nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Sign and send a realistic SOURCE TYPE event built from a shipped fixture, with fresh
+    ids and timestamps, exactly as the sender would; print the response."""
+    from common.errors import UsageError
+    from common.topology import get_topology
+    from hookyard import trigger as fixtures
+
+    if list_fixtures or source is None or event_type is None:
+        if source is None and not list_fixtures:
+            raise usage("give SOURCE and TYPE, or --list to see the fixtures")
+        _list_fixtures(source, as_json)
+        return
+    try:
+        fixture = fixtures.load(source, event_type)
+        fill = fixtures.Fill(
+            account=None if account is None else fixtures.parse_account(account),
+            amount=None if amount is None else fixtures.parse_amount(amount),
+            currency=None if currency is None else fixtures.parse_currency(currency),
+        )
+        sets = [fixtures.parse_assignment(raw) for raw in assignments or []]
+        spec = get_topology().source(source)
+        if spec is None:
+            raise fail(f"unknown source {source!r}")
+        built = fixtures.build(fixture, spec, fill=fill, assignments=sets, pinned_id=event_id)
+    except UsageError as exc:
+        raise usage(str(exc)) from None
+    if dry_run:
+        if as_json:
+            text = built.body.decode("utf-8", "replace")
+            shown = {"event_id": built.event_id, "event_type": built.event_type}
+            typer.echo(json.dumps({**shown, "content_type": built.media_type, "body": text}))
+        else:
+            sys.stdout.buffer.write(built.body)
+            sys.stdout.flush()
+        return
+    base = _webhook_base(url, spec)
+    signed = Signed(built.body, built.media_type, built.delivery_id, built.type_header)
+    _sign_and_post(spec, base, signed, repeat=1, timestamp=None, as_json=as_json)
+
+
+def _list_fixtures(source: str | None, as_json: bool) -> None:
+    from hookyard import trigger as fixtures
+
+    found = fixtures.catalogue()
+    if source is not None and source not in found:
+        raise usage(f"no fixtures for source {source!r} (there are: {', '.join(found)})")
+    for name, entries in found.items():
+        if source in (None, name):
+            for fixture in entries:
+                if as_json:
+                    typer.echo(json.dumps({"source": name, "type": fixture}))
+                else:
+                    typer.echo(f"{name:<10} {fixture}")
 
 
 @dataclass(frozen=True, slots=True)
