@@ -19,6 +19,11 @@ class ConfigError(HookyardError):
     """Configuration or topology is invalid; the process must not start."""
 
 
+class UsageError(HookyardError):
+    """A command was asked for something it cannot do as asked (an unknown name, a value out
+    of range); the message says what would work, and the CLI exits 2 with it."""
+
+
 class AlreadyRunning(ConfigError):
     """Another live process owns this data directory; starting would take its database away."""
 

@@ -7,9 +7,10 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,10 +27,19 @@ app = typer.Typer(
 )
 register_operator_commands(app)
 
+if TYPE_CHECKING:
+    from common.topology import Source
+
 
 def fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
+
+
+def usage(message: str) -> typer.Exit:
+    """A usage error as one line, where typer's own would print a box: exit 2."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
 
 
 @app.callback()
@@ -173,39 +183,152 @@ def send(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Sign a payload exactly as SOURCE's sender would and POST it; print each response."""
-    import httpx
-
-    from common.secrets import get_secret_store
     from common.topology import get_topology
-    from hookyard.sender import sender_request
 
-    base = stack_url(url)
     spec = get_topology().source(source)
     if spec is None:
         raise fail(f"unknown source {source!r}")
-    if base.endswith(f"/webhooks/{source}"):
-        raise typer.BadParameter(
-            f"give the stack's base URL, without /webhooks/{source}", param_hint="--url"
-        )
+    base = _webhook_base(url, spec)
     body = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
+    signed = Signed(body, content_type, event_id, event_type)
+    _sign_and_post(spec, base, signed, repeat=repeat, timestamp=timestamp, as_json=as_json)
+
+
+@app.command()
+def trigger(
+    source: Annotated[
+        str | None, typer.Argument(help="Webhook source; alone, lists its fixtures.")
+    ] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Argument(metavar="TYPE", help="Fixture, e.g. payment_intent.succeeded or push."),
+    ] = None,
+    url: UrlOption = None,
+    account: Annotated[
+        str | None, typer.Option(help="Stripe: the ledger account (metadata.account_id).")
+    ] = None,
+    amount: Annotated[
+        str | None, typer.Option(help="Stripe: the amount in minor units (default 2000).")
+    ] = None,
+    currency: Annotated[str | None, typer.Option(help="Stripe: ISO code (default usd).")] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="PATH=VALUE",
+            help="Write VALUE (JSON, else text) at a dotted PATH of the body; repeatable.",
+        ),
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="Pin the event id (trigger twice for a duplicate).")
+    ] = None,
+    list_fixtures: Annotated[bool, typer.Option("--list", help="List every fixture.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--print", "--dry-run", help="Print the body; send nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Sign and send a realistic SOURCE TYPE event built from a shipped fixture, with fresh
+    ids and timestamps, exactly as the sender would; print the response."""
+    from common.errors import UsageError
+    from common.topology import get_topology
+    from hookyard import trigger as fixtures
+
+    if list_fixtures or source is None or event_type is None:
+        if source is None and not list_fixtures:
+            raise usage("give SOURCE and TYPE, or --list to see the fixtures")
+        _list_fixtures(source, as_json)
+        return
+    try:
+        fixture = fixtures.load(source, event_type)
+        fill = fixtures.Fill(
+            account=None if account is None else fixtures.parse_account(account),
+            amount=None if amount is None else fixtures.parse_amount(amount),
+            currency=None if currency is None else fixtures.parse_currency(currency),
+        )
+        sets = [fixtures.parse_assignment(raw) for raw in assignments or []]
+        spec = get_topology().source(source)
+        if spec is None:
+            raise fail(f"unknown source {source!r}")
+        built = fixtures.build(fixture, spec, fill=fill, assignments=sets, pinned_id=event_id)
+    except UsageError as exc:
+        raise usage(str(exc)) from None
+    if dry_run:
+        if as_json:
+            text = built.body.decode("utf-8", "replace")
+            shown = {"event_id": built.event_id, "event_type": built.event_type}
+            typer.echo(json.dumps({**shown, "content_type": built.media_type, "body": text}))
+        else:
+            sys.stdout.buffer.write(built.body)
+            sys.stdout.flush()
+        return
+    base = _webhook_base(url, spec)
+    signed = Signed(built.body, built.media_type, built.delivery_id, built.type_header)
+    _sign_and_post(spec, base, signed, repeat=1, timestamp=None, as_json=as_json)
+
+
+def _list_fixtures(source: str | None, as_json: bool) -> None:
+    from hookyard import trigger as fixtures
+
+    found = fixtures.catalogue()
+    if source is not None and source not in found:
+        raise usage(f"no fixtures for source {source!r} (there are: {', '.join(found)})")
+    for name, entries in found.items():
+        if source in (None, name):
+            for fixture in entries:
+                if as_json:
+                    typer.echo(json.dumps({"source": name, "type": fixture}))
+                else:
+                    typer.echo(f"{name:<10} {fixture}")
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A body and what its sender says about it besides the signature."""
+
+    body: bytes
+    media_type: str | None
+    event_id: str | None
+    event_type: str | None
+
+
+def _webhook_base(url: str | None, spec: Source) -> str:
+    base = stack_url(url)
+    if base.endswith(f"/webhooks/{spec.name}"):
+        raise typer.BadParameter(
+            f"give the stack's base URL, without /webhooks/{spec.name}", param_hint="--url"
+        )
+    return base
+
+
+def _sign_and_post(
+    spec: Source, base: str, signed: Signed, *, repeat: int, timestamp: int | None, as_json: bool
+) -> None:
+    """The one way `send` and `trigger` deliver: signed as SOURCE's sender signs, one line
+    (or JSON line) per response, exit 1 when any was not a success."""
+    import httpx
+
+    from common.secrets import get_secret_store
+    from hookyard.sender import sender_request
+
     values = get_secret_store().values(spec.secret)
     if not values:
         raise fail(f"secret {spec.secret} is not configured (run `make run` once, or export it)")
-    target = f"{base}/webhooks/{source}"
+    target = f"{base}/webhooks/{spec.name}"
     failures = 0
     with httpx.Client(timeout=30) as client:
         for _ in range(repeat):
             post_url, headers = sender_request(
                 spec,
-                body,
+                signed.body,
                 values[0],
                 now=timestamp if timestamp is not None else int(time.time()),
                 url=target,
-                event_id=event_id,
-                event_type=event_type,
-                media_type=content_type,
+                event_id=signed.event_id,
+                event_type=signed.event_type,
+                media_type=signed.media_type,
             )
-            response = _post(client, base, post_url, body, headers)
+            response = _post(client, base, post_url, signed.body, headers)
             failures += not response.is_success
             if as_json:
                 typer.echo(json.dumps({"status": response.status_code, "body": _body(response)}))
