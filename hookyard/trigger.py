@@ -53,7 +53,7 @@ from common import bounded_json
 from common.errors import BadRequest, UsageError
 from common.storable import BIGINT_MAX, parse_bounded_int
 from common.topology import FieldRef, Source
-from functions.webhook_body import FORM, JSON, MAX_VALUE_LENGTH, event_id, first_present, parse_body
+from common.webhook_body import FORM, JSON, MAX_VALUE_LENGTH, event_id, first_present, parse_body
 
 FIXTURES: Traversable = files("hookyard").joinpath("fixtures")
 MEDIA_TYPES = {".json": JSON, ".form": FORM}

@@ -13,7 +13,7 @@ import pytest
 
 from common.errors import UsageError
 from common.topology import Source, get_topology
-from functions.webhook_body import JSON, event_id, first_present, parse_body
+from common.webhook_body import JSON, event_id, first_present, parse_body
 from hookyard import trigger
 from hookyard.sender import sender_request
 from workers.ledger.events import (
