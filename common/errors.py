@@ -131,6 +131,14 @@ class Conflict(Problem):
     slug = "conflict"
 
 
+class Gone(Problem):
+    """It existed and was removed on purpose (an erased payload)."""
+
+    status = 410
+    title = "Gone"
+    slug = "gone"
+
+
 class PayloadTooLarge(Problem):
     status = 413
     title = "Payload Too Large"

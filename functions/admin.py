@@ -154,6 +154,9 @@ class Admin:
             case ["events", source, event_id]:
                 require_method(request, "GET")
                 return ops.get_event(source, event_id)
+            case ["events", source, event_id, "payload"]:
+                require_method(request, "GET")
+                return ops.get_payload(source, event_id)
             case ["stats"]:
                 require_method(request, "GET")
                 return ops.stats()

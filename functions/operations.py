@@ -30,8 +30,8 @@ from common import bounded_json
 from common.db import audit, dead_letters, events, reconciliations, replays
 from common.db.dead_letters import DeadLetter, Selection
 from common.db.replays import Replay
-from common.errors import BadRequest, NotFound, PublishError, ServiceUnavailable
-from common.http import json_response, read_body
+from common.errors import BadRequest, Gone, NotFound, PublishError, ServiceUnavailable
+from common.http import json_response, read_body, secure
 from common.logging import get_logger
 from common.messaging.tasks import TaskQueue
 from common.replay_tasks import batch_task
@@ -310,6 +310,22 @@ class Operations:
             raise NotFound(f"no event {source}/{event_id}")
         return json_response({**event_json(event), "transactions": txs})
 
+    def get_payload(self, source: str, event_id: str) -> Response:
+        """The exact bytes the sender signed, with their media type: what `hookyard listen`
+        and `events resend --to` forward, and what an operator diffs."""
+        parse(EventKeyIn, {"source": source, "event_id": event_id})
+        with self.engine_factory().connect() as conn:
+            stored = events.payload(conn, source, event_id)
+        if stored is None:
+            raise NotFound(f"no event {source}/{event_id}")
+        if stored.body is None:
+            raise Gone(
+                f"the payload of {source}/{event_id} was erased ({stored.erase_reason})",
+                erased_at=_rfc3339(stored.erased_at),
+            )
+        media = stored.content_type if stored.content_type in PAYLOAD_MEDIA else OCTETS
+        return secure(Response(stored.body, status=200, mimetype=media))
+
     def stats(self) -> Response:
         with self.engine_factory().connect() as conn:
             dead = dead_letters.stats(conn)
@@ -396,6 +412,10 @@ class _HasId(Protocol):
 
 
 R = TypeVar("R", bound=_HasId)
+
+
+PAYLOAD_MEDIA = frozenset({"application/json", "application/x-www-form-urlencoded"})
+OCTETS = "application/octet-stream"
 
 
 def paged(rows: list[R], limit: int, render: Callable[[R], dict[str, Any]]) -> Response:

@@ -58,6 +58,29 @@ def get(conn: Connection, source: str, event_id: str) -> Event | None:
     return _event(row) if row else None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredPayload:
+    body: bytes | None
+    """None once retention or an operator erased it."""
+    content_type: str | None
+    erased_at: datetime | None
+    erase_reason: str | None
+
+
+_PAYLOAD = sa.text(
+    "SELECT payload, content_type, payload_erased_at, erase_reason FROM event_log"
+    " WHERE source = :source AND event_id = :id"
+)
+
+
+def payload(conn: Connection, source: str, event_id: str) -> StoredPayload | None:
+    row = conn.execute(_PAYLOAD, {"source": source, "id": event_id}).first()
+    if row is None:
+        return None
+    body = None if row.payload is None else bytes(row.payload)
+    return StoredPayload(body, row.content_type, row.payload_erased_at, row.erase_reason)
+
+
 def _event(row: Any) -> Event:
     digest = row["body_sha256"]
     return Event(**{**row, "body_sha256": bytes(digest) if digest is not None else None})
