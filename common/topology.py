@@ -40,6 +40,8 @@ NEVER_KEPT_HEADERS = frozenset(
 )  # fmt: skip
 """Headers that carry a signature or a credential: the event log never keeps them."""
 DEFAULT_DEAD_LETTER_TOPIC = "events-dead-letter"
+RESERVED_HANDLER_NAMES = frozenset({"event-log", "dead-letters"})
+"""The worker's own routes: a handler by one of these names would never run."""
 
 ResourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 
@@ -324,6 +326,13 @@ class Handler(_Model):
     dead_letter_policy: DeadLetterPolicy = DeadLetterPolicy(
         dead_letter_topic=DEFAULT_DEAD_LETTER_TOPIC, max_delivery_attempts=5
     )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_HANDLER_NAMES:
+            raise ValueError(f"{value} is reserved for the worker's own route")
+        return value
 
     @field_validator("events")
     @classmethod

@@ -53,7 +53,7 @@ EVENT_LOG = "event-log"
 def default_routes() -> dict[str, Route]:
     from common.topology import get_topology
 
-    return {EVENT_LOG: record_event, **load_handlers(get_topology())}
+    return {**load_handlers(get_topology()), EVENT_LOG: record_event}
 
 
 @dataclass
