@@ -98,7 +98,7 @@ class Composition:
         from common.replay_tasks import REPLAYS_QUEUE
         from workers.jobs import STATEMENTS_QUEUE, JobRunner, StatementWriter
         from workers.notifications import Notifier
-        from workers.push import Worker
+        from workers.push import Worker, routes_for
         from workers.replay import ReplayRunner
         from workers.service import WorkerRoutes
         from workers.tasks import TaskWorker
@@ -115,8 +115,8 @@ class Composition:
         )
         messages = MessageRelay(engine, adapters.publisher())
         push = Worker(
-            engine, project, before_handle=self.worker_hook, relay=relay, messages=messages,
-            verifier=self._verifier("pubsub"),
+            engine, project, routes_for(topology), before_handle=self.worker_hook, relay=relay,
+            messages=messages, verifier=self._verifier("pubsub"),
         )  # fmt: skip
         task_worker = TaskWorker(
             engine,

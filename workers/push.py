@@ -39,6 +39,7 @@ from workers.handlers import load_handlers
 if TYPE_CHECKING:
     from common.message_relay import MessageRelay
     from common.outbox_relay import OutboxRelay
+    from common.topology import Topology
 
 log = get_logger(__name__)
 
@@ -50,10 +51,12 @@ Route = Callable[[Connection, Delivered], Handled]
 EVENT_LOG = "event-log"
 
 
-def default_routes() -> dict[str, Route]:
+def routes_for(topology: Topology | None = None) -> dict[str, Route]:
+    """The event log's route and one per handler the topology (default: the shipped one)
+    declares."""
     from common.topology import get_topology
 
-    return {**load_handlers(get_topology()), EVENT_LOG: record_event}
+    return {**load_handlers(topology or get_topology()), EVENT_LOG: record_event}
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Worker:
 
     engine: Engine
     project: str = "local-project"
-    routes: dict[str, Route] = field(default_factory=default_routes)
+    routes: dict[str, Route] = field(default_factory=routes_for)
     before_handle: EnvelopeHook | None = None
     relay: OutboxRelay | None = None
     messages: MessageRelay | None = None
