@@ -3,6 +3,9 @@ r"""Pub/Sub subscription filters, so the emulator withholds what a real subscrip
 Pub/Sub matches a subscription's `filter` against each message's attributes and acknowledges
 the messages that do not match on the subscriber's behalf. Code tested locally must not see
 messages that production would filter out, so the emulator evaluates the same expressions.
+Google's own emulator is no referee here: it accepts a subscription with the filter
+`garbage((` and then delivers every message to it (checked with `gcloud beta emulators
+pubsub`, Cloud SDK on these machines, 2026-12).
 
 Only the part of Google's syntax that its documentation pins down is accepted; anything else
 is rejected rather than guessed at, so that a filter which loads here should also be one that
