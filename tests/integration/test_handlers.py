@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Connection, Engine
 
 from common.db import dead_letters, retention
@@ -275,3 +278,61 @@ def test_retention_erases_payloads_per_source_and_keeps_the_rows(
     assert kept["old-gh"]["erase_reason"] == "retention"
     assert kept["old-sh"]["payload"] is not None
     assert kept["new"]["payload"] is not None
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_shaped = st.fixed_dictionaries(
+    {},
+    optional={
+        "ref": _json_values | st.sampled_from(["refs/heads/x", "refs/tags/y", ""]),
+        "after": _json_values | st.just(SHA),
+        "deleted": _json_values,
+        "repository": _json_values | st.fixed_dictionaries({"full_name": _json_values}),
+        "id": _json_values,
+        "line_items": st.lists(
+            st.fixed_dictionaries(
+                {"id": _json_values, "quantity": _json_values | st.integers()},
+                optional={"sku": _json_values},
+            ),
+            max_size=3,
+        )
+        | _json_values,
+    },
+)
+_bodies = (
+    _shaped.map(lambda d: json.dumps(d).encode())
+    | _json_values.map(lambda v: json.dumps(v).encode())
+    | st.binary(max_size=64)
+    | st.just(b"[" * 5000)
+)
+
+
+@settings(
+    max_examples=60, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(body=_bodies, handler=st.sampled_from(["github-builds", "shopify-stock"]))
+def test_hostile_payloads_are_applied_ignored_or_dead_lettered_never_retried(
+    worker: Worker, engine: Engine, body: bytes, handler: str
+) -> None:
+    """A payload no retry can fix must never make the broker retry it (a 503)."""
+    source, event_type = {"github-builds": ("github", "push"),
+                          "shopify-stock": ("shopify", "orders/create")}[handler]  # fmt: skip
+    event_id = f"h-{uuid.uuid4().hex}"
+    worker.deliver(handler, handler_push(handler, source, event_id, event_type, body,
+                                         headers=SHOP))  # fmt: skip
+    with engine.connect() as conn:
+        settled = conn.execute(
+            sa.text(
+                "SELECT (SELECT count(*) FROM inbox WHERE event_id = :id)"
+                " + (SELECT count(*) FROM dead_letters WHERE event_id = :id)"
+            ),
+            {"id": event_id},
+        ).scalar()
+    assert settled == 1
