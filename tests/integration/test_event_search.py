@@ -8,7 +8,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -320,7 +319,8 @@ def test_resend_reruns_only_the_handlers_given_and_is_audited(
                        json={"reason": "account exists now", "handlers": ["ledger"]})  # fmt: skip
     assert sent.status_code == 200, sent.text
     [published] = sent.json()["published"]
-    assert published["handler"] == "ledger" and published["message_id"]
+    assert published["handler"] == "ledger"
+    assert published["message_id"]
     _settled(client, event_id, {"ledger": "applied", SECOND: "applied"})
     wait_for(lambda: client.get(f"/admin/accounts/{account}").json()["available"] == 700, HANG_S)
     assert [r for r in _inbox(sql, event_id) if r[0] == SECOND] == second_before
@@ -356,8 +356,10 @@ def test_erase_keeps_the_proof_and_discards_the_copies(client: httpx.Client, sql
     assert _ids(client, q="secret words") == []
     assert _ids(client, path="data.object.note=secret words here") == []
     shown = client.get(f"/admin/events/stripe/{event_id}").json()
-    assert shown["payload"] is None and "payload_base64" not in shown
-    assert shown["headers"] == {} and shown["payload_erased_at"]
+    assert shown["payload"] is None
+    assert "payload_base64" not in shown
+    assert shown["headers"] == {}
+    assert shown["payload_erased_at"]
     assert shown["erase_reason"] == "GDPR"
     letter = client.get(f"/admin/dead-letters/{dead_id}").json()
     assert (letter["state"], letter["data"]) == ("discarded", "")
