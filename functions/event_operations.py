@@ -122,8 +122,6 @@ class EventOperations:
         given = parse(SearchIn, single)
         if given.handler is not None and self.topology.handler(given.handler) is None:
             raise BadRequest(f"no handler {given.handler!r} in the topology", field="handler")
-        if given.since and given.until and given.since >= given.until:
-            raise BadRequest("since must be before until", field="since")
         return EventQuery(
             source=given.source, type=given.type, since=given.since, until=given.until,
             handler=given.handler, outcome=given.outcome, paths=tuple(matches), text=given.q,
