@@ -22,6 +22,7 @@ from hookyard.stack import LocalStack
 from tests.support import counting_handler
 from tests.support.postgres import TestServer
 from tests.support.stack import (
+    ADMIN_TOKEN,
     TEST_SECRETS,
     admin,
     running_stack,
@@ -375,3 +376,54 @@ def test_erase_keeps_the_proof_and_discards_the_copies(client: httpx.Client, sql
         client.post("/admin/events/stripe/evt_none/erase", json={"reason": "x"}).status_code == 404
     )
     assert client.post(f"/admin/events/stripe/{event_id}/erase", json={}).status_code == 400
+
+
+def _cli(live: LocalStack, *args: str) -> Any:
+    from hookyard.cli import app
+    from tests.support.cli_runner import Runner
+
+    return Runner().invoke(app, ["events", *args, "--url", live.url, "--token", ADMIN_TOKEN])
+
+
+def test_cli_lists_shows_erases_and_resends(
+    live: LocalStack, client: httpx.Client, seeded: dict[str, str]
+) -> None:
+    listed = _cli(live, "list", "--path", "data.object.metadata.account_id=acct_a", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert [e["event_id"] for e in json.loads(listed.stdout)] == [seeded["a"]]
+    combined = _cli(live, "list", "--source", "stripe", "--handler", "ledger", "--outcome",
+                    "dead_lettered", "-q", "acct_missing", "--desc", "--json")  # fmt: skip
+    assert combined.exit_code == 0, combined.stderr
+    assert [e["event_id"] for e in json.loads(combined.stdout)] == [seeded["dead"]]
+    table = _cli(live, "list", "--path", f"id={seeded['dead']}")
+    assert table.exit_code == 0, table.stderr
+    assert "ledger:dead_lettered" in table.stdout
+    assert f"{SECOND}:applied" in table.stdout
+
+    shown = _cli(live, "show", "stripe", seeded["dead"])
+    assert shown.exit_code == 0, shown.stderr
+    assert '"amount_received": 6' in shown.stdout  # the payload, plain when piped
+    assert "dead_lettered" in shown.stdout
+    assert "user-agent" in shown.stdout
+
+    event_id = f"evt_cli_{uuid.uuid4().hex[:6]}"
+    _pay(client, event_id, "acct_nobody", amount_received=9)
+    _settled(client, event_id, {"ledger": "dead_lettered", SECOND: "applied"})
+    resent = _cli(live, "resend", "stripe", event_id, "--handler", SECOND, "--reason", "check")
+    assert resent.exit_code == 0, resent.stderr
+    assert f"to {SECOND}" in resent.stdout
+    erased = _cli(live, "erase", "stripe", event_id, "--reason", "asked to")
+    assert erased.exit_code == 0, erased.stderr
+    assert erased.stdout.startswith(f"erased the payload of stripe/{event_id}")
+    again = _cli(live, "erase", "stripe", event_id, "--reason", "asked to")
+    assert "already erased" in again.stdout
+
+    for args in (["show", "stripe", "evt_nope"], ["erase", "stripe", "evt_nope", "--reason", "x"],
+                 ["resend", "stripe", "evt_nope", "--reason", "x"]):  # fmt: skip
+        missing = _cli(live, *args)
+        assert missing.exit_code == 1, args
+        assert missing.stderr.count("\n") == 1
+        assert missing.stderr.startswith("error: no event stripe/evt_nope")
+    gone = _cli(live, "resend", "stripe", event_id, "--reason", "x")
+    assert gone.exit_code == 1
+    assert "erased" in gone.stderr
