@@ -6,7 +6,9 @@ Query plans, measured with EXPLAIN on 100,000 rows (the `make bench` figure "sea
   `jsonb_path_ops` index (`event_log_payload_json`); a value that is also a JSON literal
   (`2500`, `true`, `null`) becomes two containments in a BitmapOr of two such scans.
 - `q`: `search @@ websearch_to_tsquery('simple', q)` is a Bitmap Index Scan on the GIN
-  index `event_log_search`.
+  index `event_log_search` when its words are rare (hundreds of rows); words in thousands
+  of rows (`refs/heads/main`) walk the primary key in id order and stop at the page's end,
+  which the planner rightly finds cheaper than a bitmap over thousands.
 - `type` uses `event_log_type (event_type, id)`; `since`/`until` `event_log_received_at`;
   no filter at all walks the primary key in id order and stops at the page's end.
 - `handler`/`outcome` are EXISTS probes per candidate row on the inbox key
