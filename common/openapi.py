@@ -33,6 +33,8 @@ def openapi_document(topology: Topology, *, include_emulator: bool = True) -> di
     _enum(paths["/pubsub/{subscription}"]["post"], "subscription", subscriptions)
     _enum(paths["/tasks/{queue}"]["post"], "queue", [q.name for q in topology.queues])
     _enum(paths["/cron/{job}"]["post"], "job", [j.name for j in topology.jobs])
+    if topology.handlers:
+        _enum(paths["/admin/events"]["get"], "handler", [h.name for h in topology.handlers])
     if not include_emulator:
         for path in [p for p in paths if p.startswith("/emulator/")]:
             del paths[path]

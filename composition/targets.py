@@ -78,7 +78,9 @@ class Composition:
         from functions.operations import Operations
 
         adapters, settings = self.adapters, self.settings
-        operations = Operations(adapters.engine, adapters.tasks, adapters.backlog)
+        operations = Operations(
+            adapters.engine, adapters.tasks, adapters.backlog, adapters.publisher, self.topology
+        )
         admin = Admin(
             adapters.engine,
             adapters.secrets(),

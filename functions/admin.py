@@ -42,6 +42,7 @@ from common.oidc import CallerVerifier
 from common.operator_identity import NoOperators, is_jwt
 from common.secrets import SecretStore, values_or_unavailable
 from common.tracing import parse_trace
+from functions.event_operations import SEARCH_PARAMETERS
 from functions.operations import Caller, Operations, int_arg, paged, parse_json
 
 log = get_logger(__name__)
@@ -54,7 +55,7 @@ QUERY_PARAMETERS = {
         {"source", "type", "subscription", "reason", "state", "since", "until", "limit", "cursor"}
     ),
     "accounts/*/entries": frozenset({"limit", "cursor"}),
-    "events": frozenset({"source", "type", "limit", "cursor"}),
+    "events": SEARCH_PARAMETERS,
 }
 
 
@@ -150,10 +151,16 @@ class Admin:
                 return ops.cancel_replay(raw_id, request, caller)
             case ["events"]:
                 require_method(request, "GET")
-                return ops.list_events(request)
+                return ops.events.search(request)
             case ["events", source, event_id]:
                 require_method(request, "GET")
-                return ops.get_event(source, event_id)
+                return ops.events.show(source, event_id)
+            case ["events", source, event_id, "erase"]:
+                require_method(request, "POST")
+                return ops.events.erase(source, event_id, request, caller)
+            case ["events", source, event_id, "resend"]:
+                require_method(request, "POST")
+                return ops.events.resend(source, event_id, request, caller)
             case ["events", source, event_id, "payload"]:
                 require_method(request, "GET")
                 return ops.get_payload(source, event_id)

@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Protocol, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from flask import Request, Response
 from pydantic import (
@@ -36,6 +37,11 @@ from common.logging import get_logger
 from common.messaging.tasks import TaskQueue
 from common.replay_tasks import batch_task
 from common.storable import datetime_problem, parse_bounded_int, text_problem
+
+if TYPE_CHECKING:
+    from common.messaging.publisher import Publisher
+    from common.topology import Topology
+    from functions.event_operations import EventOperations
 
 log = get_logger(__name__)
 
@@ -108,12 +114,6 @@ class FilterIn(BaseModel):
         return data
 
 
-class EventFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: str | None = Field(default=None, pattern=NAME)
-    type: Text | None = Field(default=None, max_length=256)
-
-
 class EventKeyIn(BaseModel):
     source: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
     event_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,256}$")
@@ -182,6 +182,17 @@ class Operations:
     engine_factory: Callable[[], Engine]
     tasks_factory: Callable[[], TaskQueue] | None = None
     stats_provider: StatsProvider | None = None
+    publisher_factory: Callable[[], Publisher] | None = None
+    topology: Topology | None = None
+
+    @cached_property
+    def events(self) -> EventOperations:
+        """Search, show, erase and resend (`functions.event_operations`)."""
+        from functions.event_operations import EventOperations
+
+        if self.topology is None:
+            return EventOperations(self.engine_factory, self.publisher_factory)
+        return EventOperations(self.engine_factory, self.publisher_factory, self.topology)
 
     # -- dead letters ------------------------------------------------------------------
     def list_dead_letters(self, request: Request) -> Response:
@@ -290,26 +301,6 @@ class Operations:
         return json_response({"discarded": count})
 
     # -- events and stats --------------------------------------------------------------
-    def list_events(self, request: Request) -> Response:
-        args = request.args
-        limit = int_arg(args.get("limit"), "limit", 1, MAX_PAGE) or 100
-        filters = parse(EventFilter, {k: args[k] for k in ("source", "type") if k in args})
-        with self.engine_factory().connect() as conn:
-            rows = events.list_page(
-                conn, source=filters.source, type_=filters.type,
-                after_id=int_arg(args.get("cursor"), "cursor", 0, 2**62) or 0, limit=limit + 1,
-            )  # fmt: skip
-        return paged(rows, limit, event_json)
-
-    def get_event(self, source: str, event_id: str) -> Response:
-        parse(EventKeyIn, {"source": source, "event_id": event_id})
-        with self.engine_factory().connect() as conn:
-            event = events.get(conn, source, event_id)
-            txs = events.transactions(conn, source, event_id) if event else []
-        if event is None:
-            raise NotFound(f"no event {source}/{event_id}")
-        return json_response({**event_json(event), "transactions": txs})
-
     def get_payload(self, source: str, event_id: str) -> Response:
         """The exact bytes the sender signed, with their media type: what `hookyard listen`
         and `events resend --to` forward, and what an operator diffs."""
@@ -321,7 +312,7 @@ class Operations:
         if stored.body is None:
             raise Gone(
                 f"the payload of {source}/{event_id} was erased ({stored.erase_reason})",
-                erased_at=_rfc3339(stored.erased_at),
+                erased_at=stored.erased_at.isoformat() if stored.erased_at else None,
             )
         media = stored.content_type if stored.content_type in PAYLOAD_MEDIA else OCTETS
         return secure(Response(stored.body, status=200, mimetype=media))
@@ -387,22 +378,6 @@ def replay_json(replay: Replay) -> dict[str, Any]:
         "actor": replay.actor,
         "created_at": replay.created_at.isoformat(),
         "finished_at": replay.finished_at.isoformat() if replay.finished_at else None,
-    }
-
-
-def event_json(event: events.Event) -> dict[str, Any]:
-    return {
-        "source": event.source,
-        "event_id": event.event_id,
-        "event_type": event.event_type,
-        "outcome": event.outcome,
-        "received_at": event.received_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "content_type": event.content_type,
-        "body_sha256": event.body_sha256.hex() if event.body_sha256 is not None else None,
-        "body_bytes": event.body_bytes,
-        "message_id": event.message_id,
-        "processed_at": event.processed_at.isoformat() if event.processed_at else None,
     }
 
 

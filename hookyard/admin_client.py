@@ -47,6 +47,18 @@ class DeadLetterFilter(TypedDict, total=False):
 FILTER_KEYS: frozenset[str] = frozenset(DeadLetterFilter.__annotations__)
 
 
+class EventSearch(TypedDict, total=False):
+    """`GET /admin/events` filters beyond source and type; `path` repeats (all must hold)."""
+
+    since: str
+    until: str
+    handler: str
+    outcome: str
+    path: list[str]
+    q: str
+    order: str
+
+
 class AdminError(Exception):
     """The admin API answered with an error; `detail` is the problem's one-line explanation."""
 
@@ -218,21 +230,47 @@ class AdminClient:
         event_type: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        search: EventSearch | None = None,
     ) -> JsonObject:
-        params = {"source": source, "type": event_type, "limit": limit, "cursor": cursor}
+        """One page; `cursor` is the last id seen (ids after it, or before it with
+        `order: desc`)."""
+        params = {
+            **(search or {}), "source": source, "type": event_type, "limit": limit,
+            "cursor": cursor,
+        }  # fmt: skip
         return self._get("/admin/events", params)
 
     def iter_events(
-        self, *, source: str | None = None, event_type: str | None = None, limit: int = 100
+        self,
+        *,
+        source: str | None = None,
+        event_type: str | None = None,
+        limit: int = 100,
+        search: EventSearch | None = None,
     ) -> Iterator[JsonObject]:
         def page(size: int, cursor: str | None) -> JsonObject:
-            return self.list_events(source=source, event_type=event_type, limit=size, cursor=cursor)
+            return self.list_events(
+                source=source, event_type=event_type, limit=size, cursor=cursor, search=search
+            )
 
         return _paginate(page, limit)
 
     def get_event(self, source: str, event_id: str) -> JsonObject:
-        """The processed event plus the ledger `transactions` it caused."""
-        return self._get(f"/admin/events/{quote(source, safe='')}/{quote(event_id, safe='')}")
+        """The event, its payload, every handler's outcome and the ledger `transactions`."""
+        return self._get(_event_path(source, event_id))
+
+    def erase_event(self, source: str, event_id: str, reason: str) -> JsonObject:
+        """`{"erased": bool, "dead_letters_discarded": [ids]}`."""
+        return self._send("POST", _event_path(source, event_id) + "/erase", {"reason": reason})
+
+    def resend_event(
+        self, source: str, event_id: str, reason: str, handlers: Sequence[str] | None = None
+    ) -> JsonObject:
+        """`{"published": [{"handler", "message_id"}]}`; every taking handler by default."""
+        body: JsonObject = {"reason": reason}
+        if handlers:
+            body["handlers"] = list(handlers)
+        return self._send("POST", _event_path(source, event_id) + "/resend", body)
 
     def stats(self) -> JsonObject:
         return self._get("/admin/stats")
@@ -272,6 +310,10 @@ class AdminClient:
         if not isinstance(body, dict):
             raise AdminError(response.status_code, "the answer is not a JSON object")
         return body
+
+
+def _event_path(source: str, event_id: str) -> str:
+    return f"/admin/events/{quote(source, safe='')}/{quote(event_id, safe='')}"
 
 
 def _selection(ids: Sequence[int] | None, where: DeadLetterFilter | None) -> JsonObject:

@@ -45,7 +45,7 @@ from hookyard.stack_url import (
 )
 
 if TYPE_CHECKING:
-    from hookyard.admin_client import AdminClient, DeadLetterFilter, JsonObject
+    from hookyard.admin_client import AdminClient, DeadLetterFilter, EventSearch, JsonObject
 
 POLL_INTERVAL_S = 0.2  # ~5 polls a second: smooth progress, negligible load
 STALL_TIMEOUT_S = 120.0  # a running replay that moves nothing for this long is reported
@@ -64,7 +64,7 @@ dlq_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 events_app = typer.Typer(
-    help="Events the workers processed, and the ledger transactions they caused.",
+    help="The event log: search, show, erase and resend events.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -493,19 +493,67 @@ def _reason(reason: str) -> str:
 # -- events and stats -----------------------------------------------------------------------
 
 
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    IGNORED = "ignored"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+    PENDING = "pending"
+
+
 @events_app.command("list")
 def events_list(
     *,
     source: SourceOption = None,
     event_type: TypeOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option(callback=_instant, help="Received at or after: RFC 3339 or a look-back."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(callback=_instant, help="Received before: RFC 3339 or a look-back."),
+    ] = None,
+    handler: Annotated[str | None, typer.Option(help="Only events this handler takes.")] = None,
+    outcome: Annotated[
+        Outcome | None, typer.Option(help="A handler's outcome (--handler's, else any).")
+    ] = None,
+    path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            metavar="A.B.C=VALUE",
+            help="The payload has VALUE at this dotted path (repeatable; all must hold).",
+            show_default=False,
+        ),
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", "-q", help="Words anywhere in the payload.")
+    ] = None,
     limit: LimitOption = 100,
+    desc: Annotated[bool, typer.Option("--desc", help="Newest first.")] = False,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """List every verified event and what the ledger made of it (applied, ignored, recorded)."""
+    """Search the event log: every verified event and what each handler made of it."""
+    search: EventSearch = {}
+    for key, value in (("since", since), ("until", until), ("handler", handler), ("q", query)):
+        if value is not None:
+            search[key] = value  # type: ignore[literal-required]
+    if outcome is not None:
+        search["outcome"] = outcome.value
+    if path:
+        for raw in path:
+            if "=" not in raw:
+                raise typer.BadParameter(f"{raw!r} is not A.B.C=VALUE", param_hint="--path")
+        search["path"] = list(path)
+    if desc:
+        search["order"] = "desc"
     with _admin(url, token) as client:
-        items = list(client.iter_events(source=source, event_type=event_type, limit=limit))
+        items = list(
+            client.iter_events(source=source, event_type=event_type, limit=limit, search=search)
+        )
     if as_json:
         _print_json(items)
         return
@@ -513,74 +561,189 @@ def events_list(
         _console().print(Text("no events match", style="dim"))
         return
     table = _table(
+        ("id", "num"),
         ("source", "key"),
         ("event id", "key"),
         ("type", "text"),
-        ("outcome", "key"),
+        ("handlers", "key"),
         ("bytes", "num"),
-        ("sha256", "key"),
         ("received", "key"),
     )
     for item in items:
         table.add_row(
             *_cells(
+                item.get("id"),
                 item.get("source"),
                 item.get("event_id"),
                 item.get("event_type"),
-                item.get("outcome"),
+                _handler_outcomes(item),
                 item.get("body_bytes"),
-                (item.get("body_sha256") or "")[:12],
                 _ago(item.get("received_at")),
             )
         )
     _print_wide(_console(), table)
 
 
+def _handler_outcomes(event: JsonObject) -> str:
+    """`ledger:applied github-builds:dead_lettered`, or `recorded` when no handler takes it."""
+    handlers = event.get("handlers") or []
+    if not handlers:
+        return str(event.get("outcome") or "recorded")
+    return " ".join(f"{h.get('handler')}:{h.get('outcome')}" for h in handlers)
+
+
+EventSourceArgument = Annotated[str, typer.Argument(help="Webhook source, e.g. stripe.")]
+EventIdArgument = Annotated[str, typer.Argument(help="The sender's event id.")]
+
+
 @events_app.command("show")
 def events_show(
     *,
-    source: Annotated[str, typer.Argument(help="Webhook source, e.g. stripe.")],
-    event_id: Annotated[str, typer.Argument(help="The sender's event id.")],
+    source: EventSourceArgument,
+    event_id: EventIdArgument,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Show one processed event and the ledger transactions it caused."""
+    """Show one event: its payload, headers, every handler's outcome and the ledger rows."""
     with _admin(url, token) as client:
         event = client.get_event(source, event_id)
     if as_json:
         _print_json(event)
         return
+    console = _console()
     fields = _fields(
         event,
-        ("source", "event_id", "event_type", "outcome", "received_at", "content_type",
-         "body_bytes", "body_sha256", "message_id"),
+        ("id", "source", "event_id", "event_type", "outcome", "received_at", "content_type",
+         "body_bytes", "body_sha256", "message_id", "payload_erased_at", "erase_reason"),
     )  # fmt: skip
-    parts: list[RenderableType] = [fields, Rule("transactions", style="dim")]
-    transactions = event.get("transactions") or []
-    if transactions:
+    parts: list[RenderableType] = [fields, Rule("payload", style="dim")]
+    parts.append(_payload(event, pretty=console.is_terminal))
+    parts.append(Rule("headers", style="dim"))
+    headers = event.get("headers") or {}
+    parts.append(_fields(headers, sorted(headers)) if headers else Text("none", style="dim"))
+    parts.append(Rule("handlers", style="dim"))
+    handlers = event.get("handlers") or []
+    if handlers:
         table = _table(
-            ("id", "num"),
-            ("kind", "key"),
-            ("account", "key"),
-            ("currency", "key"),
-            ("postings", "text"),
+            ("handler", "key"),
+            ("outcome", "key"),
+            ("attempts", "num"),
+            ("last error", "text"),
+            ("dead letter", "num"),
+            ("effects", "text"),
         )
-        for tx in transactions:
-            postings = ", ".join(
-                f"{_posting_account(p)} {int(p.get('amount', 0)):+d}"
-                for p in tx.get("postings") or []
-            )
+        for h in handlers:
+            effects = h.get("effects")
             table.add_row(
                 *_cells(
-                    tx.get("id"), tx.get("kind"), tx.get("account_id"), tx.get("currency"), postings
+                    h.get("handler"), h.get("outcome"), h.get("attempts"), h.get("last_error"),
+                    h.get("dead_letter_id"),
+                    json.dumps(effects, sort_keys=True) if effects is not None else None,
                 )
-            )
+            )  # fmt: skip
         parts.append(table)
     else:
-        parts.append(Text("none", style="dim"))
-    title = Text(f"event {source}/{event_id}", style="bold")
-    _print_wide(_console(), Panel(Group(*parts), title=title, title_align="left"))
+        parts.append(Text("no handler takes this event", style="dim"))
+    parts += [Rule("transactions", style="dim"), _transactions(event)]
+    title = Text(f"event {_printable(source)}/{_printable(event_id)}", style="bold")
+    _print_wide(console, Panel(Group(*parts), title=title, title_align="left"))
+
+
+def _payload(event: JsonObject, *, pretty: bool) -> RenderableType:
+    """JSON highlighted for a terminal, plain text in a pipe; base64 for other bodies."""
+    if event.get("payload") is not None:
+        document = _scrub(event["payload"])
+        if pretty:
+            return JSON.from_data(document, ensure_ascii=False)
+        return Text(json.dumps(document, indent=2, ensure_ascii=False))
+    if event.get("payload_base64"):
+        return Text(f"(not JSON, base64) {event['payload_base64']}")
+    if event.get("payload_erased_at"):
+        return Text(f"erased ({_printable(str(event.get('erase_reason')))})", style="dim")
+    return Text("none", style="dim")
+
+
+def _transactions(event: JsonObject) -> RenderableType:
+    transactions = event.get("transactions") or []
+    if not transactions:
+        return Text("none", style="dim")
+    table = _table(
+        ("id", "num"),
+        ("kind", "key"),
+        ("account", "key"),
+        ("currency", "key"),
+        ("postings", "text"),
+    )
+    for tx in transactions:
+        postings = ", ".join(
+            f"{_posting_account(p)} {int(p.get('amount', 0)):+d}" for p in tx.get("postings") or []
+        )
+        table.add_row(
+            *_cells(
+                tx.get("id"), tx.get("kind"), tx.get("account_id"), tx.get("currency"), postings
+            )
+        )
+    return table
+
+
+@events_app.command("erase")
+def events_erase(
+    *,
+    source: EventSourceArgument,
+    event_id: EventIdArgument,
+    reason: ReasonOption,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Erase an event's payload and headers (and its pending dead letters' copies), keeping
+    the proof that it was processed. Audited."""
+    with _admin(url, token) as client:
+        result = client.erase_event(source, event_id, _reason(reason))
+    if as_json:
+        _print_json(result)
+        return
+    key = f"{_printable(source)}/{_printable(event_id)}"
+    if not result.get("erased"):
+        typer.echo(f"{key} was already erased")
+        return
+    discarded = result.get("dead_letters_discarded") or []
+    extra = f"; discarded dead letter{_s(len(discarded))} {', '.join(map(str, discarded))}"
+    typer.echo(f"erased the payload of {key}{extra if discarded else ''}")
+
+
+@events_app.command("resend")
+def events_resend(
+    *,
+    source: EventSourceArgument,
+    event_id: EventIdArgument,
+    reason: ReasonOption,
+    handler: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--handler",
+            metavar="NAME",
+            help="Only this handler (repeatable; default: every handler that takes it).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a stored event through its handlers again. A handler that applied it already
+    acknowledges a duplicate. Audited."""
+    with _admin(url, token) as client:
+        result = client.resend_event(source, event_id, _reason(reason), handler)
+    if as_json:
+        _print_json(result)
+        return
+    for sent in result.get("published") or []:
+        typer.echo(
+            f"resent {_printable(source)}/{_printable(event_id)} to "
+            f"{_printable(str(sent.get('handler')))} (message {sent.get('message_id')})"
+        )
 
 
 def stats(

@@ -26,6 +26,7 @@ from tests.load import (
     bench_env,
     bench_ingest,
     bench_latency,
+    bench_search,
     bench_signatures,
     bench_slow_connections,
     bench_worker,
@@ -155,6 +156,17 @@ def worker_rows(report: Report, f: bench_worker.WorkerFigures) -> None:
                            (tps.low, tps.high)))  # fmt: skip
 
 
+def search_rows(report: Report, f: bench_search.SearchFigures) -> None:
+    report.raw["search"] = f
+    report.rows.append(Row(
+        f"event search, JSON path over {bench_search.ROWS:,} events "
+        f"({f.matches} matches): p50 / p99 ms",
+        f"{f.p50_ms:.2f} / {f.p99_ms:.2f}", f"same query, sequential scan: {f.reference_ms}",
+        f"{f.ratio:,.0f}", f"< {bench_search.TARGET_MS:.0f} ms p50",
+        f.p50_ms < bench_search.TARGET_MS,
+    ))  # fmt: skip
+
+
 def shared(report: Report, data_dir: Path) -> None:
     """The benches that drive `hookyard dev` share two starts of it: the end-to-end bench's,
     in a new data directory (the cold time to ready), and a restart on that directory (the
@@ -190,6 +202,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     worker = run(report, "ledger worker vs pgbench", bench_worker.main)
     worker_rows(report, worker)
+    search = run(report, "event search over 100,000 events", bench_search.main)
+    search_rows(report, search)
     run(report, "signature verification", bench_signatures.main)
     run(report, "local emulators", bench_emulators.main)
     run(report, "cold start per deployed target", bench_cold_start.main)
