@@ -62,12 +62,9 @@ def live(
     patch = pytest.MonkeyPatch()
     for name, value in TEST_SECRETS.items():
         patch.setenv(name, value)
-    topology = _topology()
-    # The worker builds its routes from `get_topology()`, not from the stack's topology.
-    patch.setattr("common.topology.get_topology", lambda: topology)
     try:
         with running_stack(
-            pg_server, db, tmp_path_factory.mktemp("search"), topology=topology
+            pg_server, db, tmp_path_factory.mktemp("search"), topology=_topology()
         ) as stack:
             yield stack
     finally:

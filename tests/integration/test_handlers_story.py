@@ -97,6 +97,17 @@ def test_three_senders_each_handler_once_and_a_failing_handler_alone(stack: Loca
         stored = wait_for(lambda p=path: (r := client.get(p)).status_code == 200 and r)
         assert stored.content == body
 
+    # A JSON path finds exactly the right event, and each event lists its handlers.
+    for path, source in (
+        ("data.object.metadata.account_id=acct_1", "stripe"),
+        ("repository.full_name=octo/app", "github"),
+        ("line_items.sku=MUG", None),  # paths go through objects, not into arrays
+    ):
+        found = client.get("/admin/events", params={"path": path}).json()["items"]
+        assert [(e["source"], e["event_id"]) for e in found] == (
+            [(source, sent[source])] if source else []
+        ), path
+
     # Each example handler ran once.
     wait_for(lambda: client.get("/admin/accounts/acct_1").json()["available"] == 2500)
     wait_for(lambda: scalar(engine, "SELECT count(*) FROM stock_reservations") == 1)

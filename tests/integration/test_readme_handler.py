@@ -87,6 +87,9 @@ def test_the_readme_handler_runs_as_the_readme_says(stack_url: tuple[str, Any]) 
         ).all()
     assert message.topic == "emails"
     assert b'"to":"ada@example.com"' in bytes(message.data)
-    listed = runner.invoke(app, [*look[1:], "--url", url], env={"HOOKYARD_URL": None})
+    # A terminal as wide as a laptop's: at 80 columns the table wraps the type.
+    wide = {"HOOKYARD_URL": None, "COLUMNS": "160"}
+    listed = runner.invoke(app, [*look[1:], "--url", url], env=wide)
     assert listed.exit_code == 0, (listed.stdout, listed.stderr)
     assert "customer.created" in listed.stdout
+    assert "welcome-email:applied" in listed.stdout
