@@ -15,9 +15,9 @@ from urllib.parse import unquote_to_bytes
 
 from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from common.db import audit, event_search, events
+from common.db import event_search, events
 from common.db.event_search import EventQuery, HandlerOutcome, PathMatch
 from common.envelope import format_time
 from common.errors import BadRequest, Gone, NotFound, PublishError, ServiceUnavailable
@@ -155,7 +155,7 @@ class EventOperations:
             if erased is None:
                 raise NotFound(f"no event {source}/{event_id}")
             result = {"erased": erased.erased, "dead_letters_discarded": erased.dead_letters}
-            _audit(conn, caller, action="event.erase", reason=reason, params=_key(source, event_id),
+            caller.audit(conn, action="event.erase", reason=reason, params=_key(source, event_id),
                    result=result)  # fmt: skip
         log.info("event payload erased", source=source, event_id=event_id,
                  erased=erased.erased, actor=caller.actor)  # fmt: skip
@@ -194,7 +194,7 @@ class EventOperations:
         if failure is not None:
             result["error"] = "publish failed"
         with self.engine_factory().begin() as conn:
-            _audit(conn, caller, action="event.resend", reason=body.reason, params=params,
+            caller.audit(conn, action="event.resend", reason=body.reason, params=params,
                    result=result)  # fmt: skip
         if failure is not None:
             log.warning("resend publish failed", error=str(failure), published=len(published))
@@ -308,18 +308,3 @@ def handler_json(handled: HandlerOutcome, *, detail: bool) -> dict[str, Any]:
 
 def _key(source: str, event_id: str) -> dict[str, Any]:
     return {"source": source, "event_id": event_id}
-
-
-def _audit(
-    conn: Connection,
-    caller: Caller,
-    *,
-    action: str,
-    reason: str,
-    params: dict[str, Any],
-    result: dict[str, Any],
-) -> None:
-    audit.record(
-        conn, actor=caller.actor, fingerprint=caller.fingerprint,
-        action=action, reason=reason, params=params, result=result,
-    )  # fmt: skip

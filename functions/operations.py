@@ -176,6 +176,20 @@ class Caller:
         """The verified email is the actor; an `X-Hookyard-Operator` claim cannot change it."""
         return cls(email, hashlib.sha256(token.encode()).hexdigest()[:12])
 
+    def audit(
+        self,
+        conn: Connection,
+        action: str,
+        reason: str,
+        params: dict[str, Any],
+        result: dict[str, Any],
+    ) -> None:
+        """In the caller's transaction: the action and its record commit together."""
+        audit.record(
+            conn, actor=self.actor, fingerprint=self.fingerprint,
+            action=action, reason=reason, params=params, result=result,
+        )  # fmt: skip
+
 
 @dataclass
 class Operations:
@@ -234,7 +248,7 @@ class Operations:
         if body.dry_run:
             with engine.begin() as conn:
                 total = dead_letters.count(conn, selection)
-                self._audit(conn, caller, "replay.dry-run", body.reason, params, {"total": total})
+                caller.audit(conn, "replay.dry-run", body.reason, params, {"total": total})
             return json_response({"dry_run": True, "total": total})
         if self.tasks_factory is None:
             raise ServiceUnavailable("replays need a task queue, and none is configured")
@@ -245,7 +259,7 @@ class Operations:
             )  # fmt: skip
             total = dead_letters.claim_for_replay(conn, selection, replay_id)
             replays.set_total(conn, replay_id, total)
-            self._audit(conn, caller, "replay.start", body.reason, params,
+            caller.audit(conn, "replay.start", body.reason, params,
                         {"replay_id": replay_id, "total": total})  # fmt: skip
         if total:
             self._start(replay_id, caller)
@@ -263,7 +277,7 @@ class Operations:
             with self.engine_factory().begin() as conn:
                 replays.finish(conn, replay_id, "cancelled")
                 dead_letters.release_replay(conn, replay_id)
-                self._audit(conn, caller, "replay.abort", "task queue unavailable",
+                caller.audit(conn, "replay.abort", "task queue unavailable",
                             {"replay_id": replay_id}, {})  # fmt: skip
             raise ServiceUnavailable("could not start the replay; nothing was changed") from exc
 
@@ -286,7 +300,7 @@ class Operations:
             if replay.state == "running":
                 replays.finish(conn, replay_id, "cancelled")
                 released = dead_letters.release_replay(conn, replay_id)
-            self._audit(conn, caller, "replay.cancel", body.reason, {"replay_id": replay_id},
+            caller.audit(conn, "replay.cancel", body.reason, {"replay_id": replay_id},
                         {"released": released})  # fmt: skip
             replay = replays.get(conn, replay_id)
         assert replay is not None
@@ -297,7 +311,7 @@ class Operations:
         params = body.model_dump(mode="json", exclude={"reason"})
         with self.engine_factory().begin() as conn:
             count = dead_letters.discard(conn, body.selection())
-            self._audit(conn, caller, "discard", body.reason, params, {"discarded": count})
+            caller.audit(conn, "discard", body.reason, params, {"discarded": count})
         return json_response({"discarded": count})
 
     # -- events and stats --------------------------------------------------------------
@@ -326,20 +340,6 @@ class Operations:
             {"subscriptions": backlog.get("subscriptions", {}),
              "queues": backlog.get("queues", {}), "dead_letters": dead,
              "last_reconciliation": reconciliation}
-        )  # fmt: skip
-
-    @staticmethod
-    def _audit(
-        conn: Connection,
-        caller: Caller,
-        action: str,
-        reason: str,
-        params: dict[str, Any],
-        result: dict[str, Any],
-    ) -> None:
-        audit.record(
-            conn, actor=caller.actor, fingerprint=caller.fingerprint,
-            action=action, reason=reason, params=params, result=result,
         )  # fmt: skip
 
 
