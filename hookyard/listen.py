@@ -327,10 +327,10 @@ def forward(
     the app answered (exit 1 unless it was 2xx)."""
     with _command_errors(url, token) as (base, secret_token):
         target = _target(to, signing_secret)
-        if signing_secret is None:
-            typer.echo(f"signing secret: {target.secret}", err=True)
         with EventFeed(base, secret_token) as feed, forward_client() as client:
             line = forward_once(feed, client, target, source, event_id)
+    if signing_secret is None:
+        typer.echo(f"signing secret: {target.secret}", err=True)
     _printer(as_json or not sys.stdout.isatty())(line)
     if line.status is None or not 200 <= line.status < 300:
         raise typer.Exit(code=1)
