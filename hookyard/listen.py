@@ -48,6 +48,7 @@ START_PAGE_LIMIT = 500  # the server's largest page: skipping a long log takes f
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
 JsonEvent = dict[str, Any]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 T = TypeVar("T")
 
 
@@ -291,7 +292,7 @@ def listen(
         target = _target(forward_to, signing_secret)
         selection = Selection(source, parse_types(types))
         emit = _printer(as_json or not sys.stdout.isatty())
-        with _stops_on_sigterm(), EventFeed(base, secret_token) as feed, forward_client() as client:
+        with _stops_on_signals(), EventFeed(base, secret_token) as feed, forward_client() as client:
             listener = Listener(
                 feed, client, target, selection, interval=poll_interval, emit=emit,
                 notice=lambda message: typer.echo(message, err=True),
@@ -378,14 +379,16 @@ def _printer(as_json: bool) -> Callable[[Forwarded], None]:
 
 
 @contextmanager
-def _stops_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops like Ctrl-C: the same clean exit, clients closed on the way out."""
+def _stops_on_signals() -> Iterator[None]:
+    """SIGTERM stops like Ctrl-C: the same clean exit, clients closed on the way out. SIGINT
+    is set too: a shell starts `listen … &` with it ignored, and `kill -INT` must still stop."""
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
