@@ -74,9 +74,12 @@ def stored_signing_secret(secrets_dir: Path) -> tuple[str, Path | None]:
     kept = store.values(SECRET_NAME)
     path = secrets_dir / SECRET_NAME
     if kept:
-        return checked_signing_secret(kept[0]), None if env_var_for(
-            SECRET_NAME
-        ) in os.environ else path
+        from_env = env_var_for(SECRET_NAME) in os.environ
+        try:
+            return checked_signing_secret(kept[0]), None if from_env else path
+        except UsageError:
+            where = env_var_for(SECRET_NAME) if from_env else str(path)
+            raise UsageError(f"{where} is not a whsec_ key of 24 to 64 bytes") from None
     secret = new_signing_secret()
     try:
         secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

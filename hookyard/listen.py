@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from common.config import Settings
-from common.errors import UsageError
+from common.errors import SecretUnavailable, UsageError
 from hookyard.admin_client import AdminError, AdminUnreachable
 from hookyard.event_cursor import Position, log_id
 from hookyard.event_feed import Erased, EventFeed, is_transient
@@ -363,7 +363,7 @@ def _command_errors(url: str | None, token: str | None) -> Iterator[tuple[str, s
         raise usage(str(exc)) from None
     except AdminError as exc:
         raise fail(exc.detail) from None
-    except AdminUnreachable as exc:
+    except (AdminUnreachable, SecretUnavailable) as exc:
         raise fail(str(exc)) from None
 
 
