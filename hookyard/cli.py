@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from common.config import Settings
+from hookyard.listen import register as register_listen_commands
 from hookyard.operator_cli import UrlOption, stack_url
 from hookyard.operator_cli import register as register_operator_commands
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 register_operator_commands(app)
+register_listen_commands(app)
 
 if TYPE_CHECKING:
     from common.topology import Source
