@@ -4,10 +4,6 @@ The admin API pages the log by id ("ids after this one"). Ids come from a sequen
 two events recorded at once may commit out of order: id 11 can be visible before id 10.
 So polls start a few ids before the highest one forwarded (`LOOKBACK`) and the ids
 already forwarded in that window are remembered, not re-sent.
-
-A server whose items carry no `id` still works: the cursor then only moves by the
-server's `next_cursor` (a full page), and the events after it are remembered by
-(source, event id).
 """
 
 from __future__ import annotations
@@ -35,13 +31,11 @@ class Position:
     """Ids at or below it were there before `listen` started: never forwarded."""
     high: int = 0
     """The highest id taken."""
-    after: int = 0
-    """Where pages start when items carry no id: the last `next_cursor` reached."""
-    seen: dict[Key, int | None] = field(default_factory=dict)
+    seen: dict[Key, int] = field(default_factory=dict)
 
     def query(self) -> str | None:
         """The `cursor` for the next poll."""
-        start = max(self.floor, self.high - LOOKBACK, self.after)
+        start = max(self.floor, self.high - LOOKBACK)
         return str(start) if start > 0 else None
 
     def is_new(self, item: dict[str, Any]) -> bool:
@@ -53,26 +47,16 @@ class Position:
     def take(self, item: dict[str, Any]) -> None:
         """Marks an item handled (forwarded, filtered out or skipped)."""
         number = log_id(item)
+        if number is None:
+            raise ValueError("an event-log item without its id")
         self.seen[event_key(item)] = number
-        if number is not None:
-            self.high = max(self.high, number)
+        self.high = max(self.high, number)
 
-    def page_done(self, items: list[dict[str, Any]], next_cursor: str | None) -> None:
-        """After every item of a page was taken: moves past what no poll will return again."""
-        if next_cursor is not None and items and all(log_id(i) is None for i in items):
-            self.after = max(self.after, _int(next_cursor))
-            # Pages are ascending: everything remembered so far is at or before that cursor.
-            self.seen = {k: v for k, v in self.seen.items() if v is not None}
+    def page_done(self) -> None:
+        """After every item of a page was taken: forgets what no poll will return again."""
         start = int(self.query() or 0)
-        self.seen = {k: v for k, v in self.seen.items() if v is None or v > start}
+        self.seen = {k: v for k, v in self.seen.items() if v > start}
 
     def start_here(self) -> None:
         """Everything taken so far was already in the log: the next poll starts after it."""
         self.floor = self.high
-
-
-def _int(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        return 0

@@ -44,7 +44,6 @@ from hookyard.listen_lines import Forwarded, json_line, text_line
 from hookyard.operator_cli import JsonOption, SourceOption, TokenOption, UrlOption, stack_url
 
 PAGE_LIMIT = 100
-START_PAGE_LIMIT = 500  # the server's largest page: skipping a long log takes few requests
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
 JsonEvent = dict[str, Any]
@@ -168,44 +167,24 @@ class Listener:
             if self.selection.matches(item):
                 self.emit(forward_event(self.feed, self.client, self.target, item))
             position.take(item)
-        position.page_done(page.items, page.next_cursor)
+        position.page_done()
         return page.next_cursor is not None
 
     def _start(self, since: Since) -> Position:
         position = Position()
         if since is Since.ALL:
             return position
-        newest = self._newest()
-        if newest is not None:
-            position.high = newest
-        else:  # a server without `order=desc` or without ids: walk to the end once
-            while True:
-                page = self.feed.page(
-                    source=self.selection.source, event_type=self.selection.server_type,
-                    cursor=position.query(), limit=START_PAGE_LIMIT,
-                )  # fmt: skip
-                for item in page.items:
-                    position.take(item)
-                position.page_done(page.items, page.next_cursor)
-                if page.next_cursor is None:
-                    break
+        position.high = self._newest()
         position.start_here()
         return position
 
-    def _newest(self) -> int | None:
-        """The newest id in one request, where the server can say it; 0 for an empty log."""
-        try:
-            page = self.feed.page(
-                source=self.selection.source, event_type=self.selection.server_type,
-                cursor=None, limit=1, newest_first=True,
-            )  # fmt: skip
-        except AdminError as exc:
-            if exc.status == 400:
-                return None
-            raise
-        if not page.items:
-            return 0
-        return log_id(page.items[0])
+    def _newest(self) -> int:
+        """The newest id, in one request; 0 for an empty log."""
+        page = self.feed.page(
+            source=self.selection.source, event_type=self.selection.server_type,
+            cursor=None, limit=1, newest_first=True,
+        )  # fmt: skip
+        return log_id(page.items[0]) or 0 if page.items else 0
 
     def _retrying(self, step: Callable[[], T]) -> T:
         """Runs `step` until the admin API lets it finish; says once that the stack is away,

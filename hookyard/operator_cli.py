@@ -718,7 +718,20 @@ def events_resend(
     *,
     source: EventSourceArgument,
     event_id: EventIdArgument,
-    reason: ReasonOption,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", help="Why, for the audit trail (not with --to).", show_default=False
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="Instead, forward the stored event to your app, signed as `listen` signs.",
+        ),
+    ] = None,
     handler: Annotated[
         list[str] | None,
         typer.Option(
@@ -732,8 +745,19 @@ def events_resend(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Run a stored event through its handlers again. A handler that applied it already
-    acknowledges a duplicate. Audited."""
+    """Run a stored event through its handlers again (a handler that applied it already
+    acknowledges a duplicate; audited), or with --to forward it to your app."""
+    if to is not None:
+        if handler:
+            raise typer.BadParameter("goes with the handlers, not --to", param_hint="--handler")
+        from hookyard.listen import forward
+
+        forward(source=source, event_id=event_id, to=to, url=url, token=token, as_json=as_json)
+        return
+    if reason is None:
+        raise typer.BadParameter(
+            "must say why (it goes into the audit trail)", param_hint="--reason"
+        )
     with _admin(url, token) as client:
         result = client.resend_event(source, event_id, _reason(reason), handler)
     if as_json:

@@ -1,5 +1,6 @@
-"""Issue #14's story: three senders' events each reach their handler once and the event log;
-a handler that fails dead-letters its own delivery alone, and a replay re-runs only it."""
+"""Issue #14's story: three senders' events each reach their handler once and the event log,
+where a JSON path finds each; `hookyard listen` forwards each to a local app, signed; a
+handler that fails dead-letters its own delivery alone, and a replay re-runs only it."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from standardwebhooks.webhooks import Webhook
 
 from common.topology import Topology, get_topology
 from hookyard.sender import sender_request
 from hookyard.stack import LocalStack
 from tests.support import flaky_handler
+from tests.support.listen_process import by_event, listening
 from tests.support.postgres import TestServer
+from tests.support.receiver import receiver
 from tests.support.stack import SOURCE_SECRETS, admin, running_stack, stripe_event, wait_for
 
 SHA = "a" * 40
@@ -69,12 +73,35 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
         return conn.execute(sa.text(sql), params).scalar()
 
 
-def test_three_senders_each_handler_once_and_a_failing_handler_alone(stack: LocalStack) -> None:
+def test_three_senders_each_handler_once_and_a_failing_handler_alone(
+    stack: LocalStack, tmp_path: Path
+) -> None:
     engine = stack.engine
     assert engine is not None
     client = admin(httpx.Client(base_url=stack.url, timeout=60))
     assert client.put("/admin/accounts/acct_1", json={"currency": "usd"}).status_code in (200, 201)
+    with (
+        receiver() as app_server,
+        listening(
+            stack, tmp_path / "listen", "--forward-to", f"{app_server.url}/hooks", "--json"
+        ) as listen,
+    ):
+        signing_secret = listen.secret()
+        sent = _story(stack, client, engine)
+        # `listen` forwarded each event once, signed with the key it printed.
+        lines = listen.lines(3)
+        assert sorted((line["source"], line["status"]) for line in lines) == [
+            ("github", 204), ("shopify", 204), ("stripe", 204),
+        ]  # fmt: skip
+        forwarded = by_event(app_server.received)
+        assert sorted(forwarded) == sorted(sent.values())
+        for requests in forwarded.values():
+            [request] = requests
+            Webhook(signing_secret).verify(request.body, request.headers, json_parse=False)
+        assert listen.stop() == 0
 
+
+def _story(stack: LocalStack, client: httpx.Client, engine: Engine) -> dict[str, str]:
     payment = stripe_event(f"evt_{uuid.uuid4().hex[:12]}", "payment_intent.succeeded", "acct_1",
                            amount_received=2500)  # fmt: skip
     push = json.dumps({
@@ -163,3 +190,4 @@ def test_three_senders_each_handler_once_and_a_failing_handler_alone(stack: Loca
     assert replayed_to == ["payment-audit"]
     assert scalar(engine, "SELECT count(*) FROM inbox WHERE subscription = 'ledger'") == ledger_rows
     assert client.get("/admin/accounts/acct_1").json()["available"] == 2500
+    return sent

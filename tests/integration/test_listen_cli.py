@@ -9,17 +9,13 @@ senders sign them and go through the stack; the developer's app is a real HTTP s
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +31,9 @@ from hookyard.forwarding import new_signing_secret, webhook_id
 from hookyard.sender import sender_request
 from hookyard.stack import LocalStack
 from tests.support.cli_runner import Runner
+from tests.support.listen_process import BOUND_S, Listening, by_event, listening
 from tests.support.postgres import TestServer
-from tests.support.receiver import Received, receiver
+from tests.support.receiver import receiver
 from tests.support.stack import (
     ADMIN_TOKEN,
     SOURCE_SECRETS,
@@ -45,9 +42,6 @@ from tests.support.stack import (
     stripe_event,
     wait_for,
 )
-
-BOUND_S = 120.0
-SECRET_LINE = re.compile(r"signing secret is (whsec_[A-Za-z0-9+/=]+)")
 
 
 @pytest.fixture(scope="module")
@@ -93,75 +87,6 @@ def logged(stack: LocalStack, source: str, event_id: str) -> bool:
     with admin(httpx.Client(base_url=stack.url, timeout=60)) as client:
         response = client.get(f"/admin/events/{source}/{event_id}")
     return response.status_code == 200
-
-
-# -- `hookyard listen`, a process of its own --------------------------------------------------
-
-
-class Listening:
-    """A running `hookyard listen`: its JSON lines and its stderr, read as they come."""
-
-    def __init__(self, url: str, data_dir: Path, *args: str) -> None:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hookyard", "listen", "--url", url,
-             "--token", ADMIN_TOKEN, *args],
-            env={**clean, "HOOKYARD_DATA_DIR": str(data_dir)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(stream, into), daemon=True)
-            for stream, into in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: Any, into: list[str]) -> None:
-        for line in stream:
-            into.append(line)
-
-    def secret(self) -> str:
-        """Waits for "Ready!" and returns the key it printed."""
-        found = wait_for(lambda: SECRET_LINE.search("".join(self.stderr)), timeout=BOUND_S)
-        assert "Ready!" in "".join(self.stderr)
-        return str(found.group(1))
-
-    def lines(self, count: int) -> list[dict[str, Any]]:
-        wait_for(lambda: len(self.stdout) >= count or self.proc.poll() is not None, BOUND_S)
-        assert len(self.stdout) >= count, (self.stdout, self.stderr)
-        return [json.loads(line) for line in self.stdout]
-
-    def stop(self, signum: int = signal.SIGINT) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        try:
-            code = self.proc.wait(timeout=BOUND_S)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=BOUND_S)
-            for reader in self._readers:
-                reader.join(timeout=BOUND_S)
-        return code
-
-
-@contextmanager
-def listening(stack: LocalStack, data_dir: Path, *args: str) -> Iterator[Listening]:
-    process = Listening(stack.url, data_dir, *args)
-    try:
-        yield process
-    finally:
-        process.stop(signal.SIGKILL)
-
-
-def by_event(requests: list[Received]) -> dict[str, list[Received]]:
-    found: dict[str, list[Received]] = {}
-    for request in requests:
-        found.setdefault(request.headers["Hookyard-Event-Id"], []).append(request)
-    return found
 
 
 def test_listen_forwards_each_new_event_once_signed_and_stops_on_ctrl_c(
@@ -420,3 +345,27 @@ def test_forward_of_an_unknown_event_is_one_line_and_exit_1(
             "rejected",
             500,
         )
+
+
+def test_events_resend_to_forwards_like_forward(stack: LocalStack, tmp_path: Path) -> None:
+    event_id, body = shopify_order(stack)
+    wait_for(lambda: logged(stack, "shopify", event_id), timeout=BOUND_S)
+    with receiver() as app_server:
+        result = Runner().invoke(
+            app,
+            ["events", "resend", "shopify", event_id, "--to", app_server.url,
+             "--url", stack.url, "--token", ADMIN_TOKEN],
+            env={"HOOKYARD_DATA_DIR": str(tmp_path), "HOOKYARD_URL": None},
+        )  # fmt: skip
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        [kept] = re.findall(r"signing secret: (whsec_\S+)", result.stderr)
+        [request] = app_server.received
+        assert request.body == body
+        Webhook(kept).verify(request.body, request.headers, json_parse=False)
+    misuse = Runner().invoke(
+        app,
+        ["events", "resend", "shopify", event_id, "--to", "http://127.0.0.1:9/x",
+         "--handler", "shopify-stock", "--url", stack.url, "--token", ADMIN_TOKEN],
+        env={"HOOKYARD_URL": None},
+    )  # fmt: skip
+    assert misuse.exit_code == 2
