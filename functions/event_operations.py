@@ -155,8 +155,10 @@ class EventOperations:
             if erased is None:
                 raise NotFound(f"no event {source}/{event_id}")
             result = {"erased": erased.erased, "dead_letters_discarded": erased.dead_letters}
-            caller.audit(conn, action="event.erase", reason=reason, params=_key(source, event_id),
-                   result=result)  # fmt: skip
+            caller.audit(
+                conn, action="event.erase", reason=reason, params=_key(source, event_id),
+                result=result,
+            )  # fmt: skip
         log.info("event payload erased", source=source, event_id=event_id,
                  erased=erased.erased, actor=caller.actor)  # fmt: skip
         return json_response(result)
@@ -194,8 +196,9 @@ class EventOperations:
         if failure is not None:
             result["error"] = "publish failed"
         with self.engine_factory().begin() as conn:
-            caller.audit(conn, action="event.resend", reason=body.reason, params=params,
-                   result=result)  # fmt: skip
+            caller.audit(
+                conn, action="event.resend", reason=body.reason, params=params, result=result
+            )
         if failure is not None:
             log.warning("resend publish failed", error=str(failure), published=len(published))
             raise ServiceUnavailable(

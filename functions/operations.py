@@ -260,7 +260,7 @@ class Operations:
             total = dead_letters.claim_for_replay(conn, selection, replay_id)
             replays.set_total(conn, replay_id, total)
             caller.audit(conn, "replay.start", body.reason, params,
-                        {"replay_id": replay_id, "total": total})  # fmt: skip
+                         {"replay_id": replay_id, "total": total})  # fmt: skip
         if total:
             self._start(replay_id, caller)
         log.info("replay started", replay_id=replay_id, total=total, actor=caller.actor)
@@ -278,7 +278,7 @@ class Operations:
                 replays.finish(conn, replay_id, "cancelled")
                 dead_letters.release_replay(conn, replay_id)
                 caller.audit(conn, "replay.abort", "task queue unavailable",
-                            {"replay_id": replay_id}, {})  # fmt: skip
+                             {"replay_id": replay_id}, {})  # fmt: skip
             raise ServiceUnavailable("could not start the replay; nothing was changed") from exc
 
     def get_replay(self, raw_id: str) -> Response:
@@ -301,7 +301,7 @@ class Operations:
                 replays.finish(conn, replay_id, "cancelled")
                 released = dead_letters.release_replay(conn, replay_id)
             caller.audit(conn, "replay.cancel", body.reason, {"replay_id": replay_id},
-                        {"released": released})  # fmt: skip
+                         {"released": released})  # fmt: skip
             replay = replays.get(conn, replay_id)
         assert replay is not None
         return json_response(replay_json(replay))
