@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from common.config import Settings
-from hookyard.listen import register as register_listen_commands
+from hookyard.listen_commands import register as register_listen_commands
 from hookyard.operator_cli import UrlOption, stack_url
 from hookyard.operator_cli import register as register_operator_commands
 

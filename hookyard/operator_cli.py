@@ -750,7 +750,7 @@ def events_resend(
     if to is not None:
         if handler:
             raise typer.BadParameter("goes with the handlers, not --to", param_hint="--handler")
-        from hookyard.listen import forward
+        from hookyard.listen_commands import forward
 
         forward(source=source, event_id=event_id, to=to, url=url, token=token, as_json=as_json)
         return
