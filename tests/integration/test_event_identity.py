@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from hookyard.stack import LocalStack
 from tests.support.stack import (
@@ -64,8 +65,11 @@ def test_same_event_id_with_a_different_body_is_never_applied_and_never_silent(
     assert len(dead_letters(client)) == 2
 
 
-def test_the_ledger_checks_the_source_itself(stack: LocalStack, client: httpx.Client) -> None:
-    """Pushed straight to the ledger's endpoint, as an emulator that does not filter would."""
+def test_a_handler_acknowledges_another_sources_event_without_effect(
+    stack: LocalStack, client: httpx.Client
+) -> None:
+    """Pushed straight to the ledger's endpoint, as an emulator that does not filter would
+    (Google's does not): the ledger neither applies it nor dead-letters it."""
     body = json.dumps(
         {"type": "payment_intent.succeeded", "data": {"object": {
             "amount_received": 500, "currency": "usd", "metadata": {"account_id": "acct_1"}}}}
@@ -82,6 +86,9 @@ def test_the_ledger_checks_the_source_itself(stack: LocalStack, client: httpx.Cl
         "/pubsub/ledger", json=envelope, headers=service_headers(stack, "pubsub")
     )
     assert response.status_code == 204, response.text
-    [row] = dead_letters(client)
-    assert row["reason"] == "handler ledger does not take standard events"
+    assert dead_letters(client) == []
     assert client.get("/admin/accounts/acct_1").json()["available"] == 0
+    engine = stack.engine
+    assert engine is not None
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM inbox")).scalar() == 0
