@@ -26,6 +26,7 @@ from common.logging import get_logger
 from common.messaging.publisher import Publisher
 from common.storable import text_problem
 from common.topology import HEADER_PREFIX, REPLAY_TO, Topology, get_topology
+from common.webhook_body import payload_document
 from functions.operations import (
     MAX_PAGE,
     NAME,
@@ -140,7 +141,7 @@ class EventOperations:
             txs = events.transactions(conn, source, event_id)
         handled = event_search.outcomes(source, event.event_type, handlers, found[event.id])
         body = event_json(event, handled, detail=True)
-        body["payload"] = stored.document if stored else None
+        body["payload"] = as_sent(stored) if stored else None
         if stored and stored.body is not None and stored.document is None:
             body["payload_base64"] = base64.b64encode(stored.body).decode()
         body["erase_reason"] = event.erase_reason
@@ -228,6 +229,17 @@ class EventOperations:
         if declared is None:
             raise BadRequest(f"source {source!r} is no longer in the topology")
         return declared.topic
+
+
+def as_sent(stored: events.StoredPayload) -> Any:
+    """The payload in the sender's own key order (jsonb sorts keys), parsed from the bytes
+    kept; the jsonb copy when the bytes are gone or not JSON-shaped."""
+    if stored.body is not None and stored.document is not None:
+        try:
+            return payload_document(stored.body, stored.content_type)
+        except BadRequest:
+            pass
+    return stored.document
 
 
 def resend_attributes(event: events.Event) -> dict[str, str]:

@@ -96,10 +96,12 @@ def listen(
             )  # fmt: skip
             try:
                 position = listener.start(since)
+                which = (
+                    f"{selection.source} events" if selection.source else "events of every source"
+                )
                 what = ", ".join(selection.types) or "all"
                 typer.echo(
-                    f"> Forwarding {selection.source or 'every source'} events ({what} types)"
-                    f" from {base} to {shown_url(target.url)}",
+                    f"> Forwarding {which} ({what} types) from {base} to {shown_url(target.url)}",
                     err=True,
                 )
                 typer.echo(

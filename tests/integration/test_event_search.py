@@ -270,6 +270,8 @@ def test_show_has_the_payload_headers_and_every_handlers_outcome(
 ) -> None:
     event = client.get(f"/admin/events/stripe/{seeded['dead']}").json()
     assert event["payload"]["data"]["object"]["amount_received"] == 6
+    # In the sender's key order, as `stripe_event` wrote it; jsonb would sort by length.
+    assert list(event["payload"]) == ["id", "object", "type", "created", "data"]
     assert "payload_base64" not in event
     assert event["headers"]["user-agent"]
     assert "stripe-signature" not in event["headers"]
