@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -265,7 +265,9 @@ def trigger(
             sys.stdout.flush()
         return
     base = _webhook_base(url, spec)
-    signed = Signed(built.body, built.media_type, built.delivery_id, built.type_header)
+    signed = Signed(
+        built.body, built.media_type, built.delivery_id, built.type_header, built.headers
+    )
     _sign_and_post(spec, base, signed, repeat=1, timestamp=None, as_json=as_json)
 
 
@@ -292,6 +294,8 @@ class Signed:
     media_type: str | None
     event_id: str | None
     event_type: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    """What else the sender sends (shop domain, hook id, user agent): never signed over."""
 
 
 def _webhook_base(url: str | None, spec: Source) -> str:
@@ -330,7 +334,7 @@ def _sign_and_post(
                 event_type=signed.event_type,
                 media_type=signed.media_type,
             )
-            response = _post(client, base, post_url, signed.body, headers)
+            response = _post(client, base, post_url, signed.body, {**signed.headers, **headers})
             failures += not response.is_success
             if as_json:
                 typer.echo(json.dumps({"status": response.status_code, "body": _body(response)}))

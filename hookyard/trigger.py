@@ -28,6 +28,8 @@ longer text a placeholder is text.
 `--set a.b.0.c=VALUE` then writes into the filled body (a form's path is its field name): the
 value is JSON when it parses as JSON, else the string as given. `--event-id` pins the event id
 where the source reads it (a header or the body), so a second trigger is a duplicate.
+A source's `sender-headers.json` names the other headers its sender sends (Shopify's shop
+domain, GitHub's hook id, each sender's User-Agent), filled the same way and sent unsigned.
 The result is checked with the webhook function's own parsing, so what would be refused
 there is refused here, as a usage error, before anything is signed.
 """
@@ -41,7 +43,7 @@ import secrets
 import string
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from importlib.resources import files
@@ -105,6 +107,11 @@ class Triggered:
     """The type header's value, for a source that reads the event type from a header."""
     event_id: str
     event_type: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    """The sender's other headers, from the source's `sender-headers.json`."""
+
+
+SENDER_HEADERS = "sender-headers.json"
 
 
 def catalogue(root: Traversable = FIXTURES) -> dict[str, dict[str, Traversable]]:
@@ -122,7 +129,7 @@ def _files(folder: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]
     for entry in folder.iterdir():
         if entry.is_dir():
             yield from _files(entry, f"{prefix}{entry.name}/")
-        else:
+        elif entry.name != SENDER_HEADERS:
             for suffix in MEDIA_TYPES:
                 if entry.name.endswith(suffix) and len(entry.name) > len(suffix):
                     yield f"{prefix}{entry.name.removesuffix(suffix)}", entry
@@ -224,7 +231,18 @@ def build(
     body = _serialize(document, fixture.media_type)
     type_ref = source.event_type[0] if source.event_type else None
     type_header = fixture.name if type_ref is not None and type_ref.header else None
-    return _checked(source, fixture, body, delivery_id, type_header)
+    triggered = _checked(source, fixture, body, delivery_id, type_header)
+    headers = {name: values.text(value) for name, value in sender_headers(fixture.source).items()}
+    return replace(triggered, headers=headers)
+
+
+def sender_headers(source: str, root: Traversable = FIXTURES) -> dict[str, str]:
+    """Header templates the source's sender sends besides its signature, id and type."""
+    entry = root / source / SENDER_HEADERS
+    if not entry.is_file():
+        return {}
+    found: dict[str, str] = json.loads(entry.read_text(encoding="utf-8"))
+    return found
 
 
 def _form_lines(template: str) -> Iterator[tuple[str, str]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from typer.testing import Result
 
 from hookyard import trigger as fixtures
@@ -141,3 +142,39 @@ def test_misuse_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: 
     [line] = result.stderr.splitlines()
     assert line.startswith("error: ")
     assert message in line
+
+
+def test_a_triggered_shopify_order_reserves_stock_as_a_real_one_would(stack: LocalStack) -> None:
+    """Shopify always names the shop; the example handler needs it, so trigger sends it."""
+    result = sent(hookyard("trigger", "shopify", "orders/create", "--url", stack.url, "--json"))
+    assert result["status"] == 202
+    body = result["body"]
+    assert isinstance(body, dict)
+    engine = stack.engine
+    assert engine is not None
+
+    def reserved() -> object:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT count(*) FROM stock_reservations WHERE event_id = :id"),
+                {"id": body["event_id"]},
+            ).scalar()
+
+    wait_for(reserved, timeout=120)
+    with admin(httpx.Client(base_url=stack.url, timeout=60)) as client:
+        shown = client.get(f"/admin/events/shopify/{body['event_id']}").json()
+    assert shown["headers"]["x-shopify-shop-domain"] == "hookyard-dev.myshopify.com"
+    assert shown["headers"]["user-agent"] == "Shopify-Captain-Hook"
+
+
+@pytest.mark.parametrize("source", ["github", "shopify", "slack", "standard", "stripe", "twilio"])
+def test_sender_headers_are_filled_and_never_a_signature(source: str) -> None:
+    from common.topology import NEVER_KEPT_HEADERS, get_topology
+
+    spec = get_topology().source(source)
+    assert spec is not None
+    name = next(iter(fixtures.catalogue()[source]))
+    built = fixtures.build(fixtures.load(source, name), spec)
+    assert built.headers["User-Agent"]
+    assert not any("{{" in value for value in built.headers.values())
+    assert not {h.lower() for h in built.headers} & NEVER_KEPT_HEADERS
