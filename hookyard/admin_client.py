@@ -13,8 +13,9 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Self, TypedDict
 from urllib.parse import quote
 
 import httpx
@@ -57,6 +58,19 @@ class EventSearch(TypedDict, total=False):
     path: list[str]
     q: str
     order: str
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """The payload was erased on request; the event's row (proof of processing) remains."""
+
+    detail: str
 
 
 class AdminError(Exception):
@@ -143,7 +157,7 @@ class AdminClient:
             },
         )
 
-    def __enter__(self) -> AdminClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -272,6 +286,14 @@ class AdminClient:
             body["handlers"] = list(handlers)
         return self._send("POST", _event_path(source, event_id) + "/resend", body)
 
+    def event_payload(self, source: str, event_id: str) -> Payload | Erased:
+        """The exact bytes the sender signed, with their media type; `Erased` once erased."""
+        response = self._call("GET", _event_path(source, event_id) + "/payload", allow=(410,))
+        if response.status_code == 410:
+            return Erased(_problem_detail(response))
+        media = response.headers.get("content-type", "application/octet-stream")
+        return Payload(response.content, media)
+
     def stats(self) -> JsonObject:
         return self._get("/admin/stats")
 
@@ -292,6 +314,25 @@ class AdminClient:
         params: Mapping[str, Any] | None = None,
         json: JsonObject | None = None,
     ) -> JsonObject:
+        response = self._call(method, path, params=params, json=json)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise AdminError(response.status_code, "the answer is not JSON") from exc
+        if not isinstance(body, dict):
+            raise AdminError(response.status_code, "the answer is not a JSON object")
+        return body
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: JsonObject | None = None,
+        allow: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """The response, or `AdminUnreachable` / `AdminError` (unless its status is allowed)."""
         try:
             response = self._http.request(method, path, params=params, json=json)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -301,15 +342,9 @@ class AdminClient:
         except httpx.HTTPError as exc:
             # httpx messages name the host and the OS error, never request headers.
             raise AdminUnreachable(f"no answer from {self.base_url}: {exc}") from exc
-        if response.is_error:
+        if response.is_error and response.status_code not in allow:
             raise AdminError(response.status_code, _problem_detail(response))
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise AdminError(response.status_code, "the answer is not JSON") from exc
-        if not isinstance(body, dict):
-            raise AdminError(response.status_code, "the answer is not a JSON object")
-        return body
+        return response
 
 
 def _event_path(source: str, event_id: str) -> str:

@@ -175,7 +175,7 @@ def _command_errors(url: str | None, token: str | None) -> Iterator[tuple[str, s
         raise usage(str(exc)) from None
     except AdminError as exc:
         raise fail(exc.detail) from None
-    except (AdminUnreachable, SecretUnavailable) as exc:
+    except (AdminUnreachable, SecretUnavailable, NoAdminToken) as exc:
         raise fail(str(exc)) from None
 
 
