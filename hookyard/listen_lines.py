@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from rich.text import Text
 
+from hookyard import terminal_text
 from hookyard.forwarding import Delivery
 
 
@@ -115,15 +116,4 @@ def _result(line: Forwarded) -> str:
 
 def visible(text: str) -> str:
     """C0/C1 controls and DEL as visible symbols, on one line."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code < 0x20:
-            out.append(chr(0x2400 + code))
-        elif code == 0x7F:
-            out.append("\u2421")
-        elif 0x80 <= code < 0xA0:
-            out.append("\ufffd")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return terminal_text.visible(text)

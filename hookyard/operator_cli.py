@@ -43,6 +43,7 @@ from hookyard.stack_url import (
     default_stack_url,
     is_loopback,
 )
+from hookyard.terminal_text import visible
 
 if TYPE_CHECKING:
     from hookyard.admin_client import AdminClient, DeadLetterFilter, EventSearch, JsonObject
@@ -950,20 +951,7 @@ def _fields(values: JsonObject, keys: Sequence[str]) -> Table:
 
 def _printable(text: str) -> str:
     """Control characters (ESC, C1, DEL, …) shown as visible symbols; newline and tab kept."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in "\n\t":
-            out.append(ch)
-        elif code < 0x20:
-            out.append(chr(0x2400 + code))  # the Unicode "control pictures", e.g. ␛
-        elif code == 0x7F:
-            out.append("\u2421")
-        elif 0x80 <= code < 0xA0:
-            out.append("\ufffd")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return visible(text, keep="\n\t")
 
 
 def _scrub(value: Any) -> Any:
