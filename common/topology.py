@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -296,9 +296,9 @@ class Source(_Model):
                 )
         return self
 
-    @property
+    @cached_property
     def kept_headers(self) -> tuple[str, ...]:
-        """Lower-case names, in order, without duplicates."""
+        """Lower-case names, in order, without duplicates (read on every ingest: kept)."""
         named = [*ALWAYS_KEPT_HEADERS, *self.keep_headers]
         named += [ref.header for ref in (*self.event_id, *self.event_type) if ref.header]
         return tuple(dict.fromkeys(name.lower() for name in named))
