@@ -17,10 +17,11 @@ from sqlalchemy.engine import Connection
 from common.db import inbox, outbound_messages
 from common.errors import ConfigError, PermanentError
 from common.logging import get_logger
+from common.storable import text_problem
 from common.topology import Handler, Topology
 from workers.delivery import NOTHING, Delivered, Handled, refuse_conflict
 from workers.event_log import kept_headers, received_at
-from workers.plugin import Effects, Event, HandlerFunction, has_own_inbox
+from workers.plugin import Effects, Event, HandlerFunction, Message, has_own_inbox
 
 log = get_logger(__name__)
 
@@ -44,8 +45,9 @@ class LoadedHandler:
             log.info("not this handler's event; acknowledged", handler=self.name)
             return NOTHING
         if has_own_inbox(self.function):
-            own = self.function(event, conn) or Effects()
-            return Handled(notifications=own.notifications)
+            own = self._checked(self.function(event, conn))
+            ids = outbound_messages.add(conn, self.name, delivered.key, self._messages(own))
+            return Handled(notifications=own.notifications, messages=ids)
         claim = inbox.claim(
             conn,
             delivered.key,
@@ -57,11 +59,7 @@ class LoadedHandler:
         if not refuse_conflict(claim):
             log.info("duplicate delivery acknowledged without effect", handler=self.name)
             return NOTHING
-        effects = self.function(event, conn)
-        if effects is None:
-            return NOTHING
-        if not isinstance(effects, Effects):
-            raise TypeError(f"handler {self.name} returned {type(effects).__name__}, not Effects")
+        effects = self._checked(self.function(event, conn))
         ids = outbound_messages.add(conn, self.name, delivered.key, self._messages(effects))
         if effects.rows or ids or effects.ignored:
             inbox.set_outcome(
@@ -73,7 +71,19 @@ class LoadedHandler:
             )
         return Handled(notifications=effects.notifications, messages=ids)
 
+    def _checked(self, effects: object) -> Effects:
+        """A handler returning something else is a bug no retry fixes: a dead letter."""
+        if effects is None:
+            return Effects()
+        if not isinstance(effects, Effects):
+            raise PermanentError(
+                f"handler {self.name} returned {type(effects).__name__}, not Effects"
+            )
+        return effects
+
     def _messages(self, effects: Effects) -> list[outbound_messages.NewMessage]:
+        """Refuses here, as a dead letter naming the handler, what Pub/Sub would refuse at
+        publish time, after commit, where nothing could undo the effects."""
         out = []
         for message in effects.messages:
             if message.topic not in self.topics:
@@ -81,12 +91,46 @@ class LoadedHandler:
                     f"handler {self.name} publishes to {message.topic!r}, "
                     "which topology.yaml does not declare"
                 )
+            if (problem := message_problem(message)) is not None:
+                raise PermanentError(f"handler {self.name}: message to {message.topic}: {problem}")
             out.append(
                 outbound_messages.NewMessage(
                     message.topic, message.payload(), message.attributes, message.ordering_key
                 )
             )
         return out
+
+
+MAX_MESSAGE_BYTES = 10_000_000
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_KEY_BYTES = 256
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
+MAX_ORDERING_KEY_BYTES = 1024
+
+
+def message_problem(message: Message) -> str | None:
+    """Why Pub/Sub would refuse this message (its documented limits), or None."""
+    try:
+        data = message.payload()
+    except (TypeError, ValueError) as exc:
+        return f"data is not JSON-serialisable: {type(exc).__name__}"
+    if len(data) > MAX_MESSAGE_BYTES:
+        return f"data is over {MAX_MESSAGE_BYTES} bytes"
+    if len(message.attributes) > MAX_ATTRIBUTES:
+        return f"more than {MAX_ATTRIBUTES} attributes"
+    for key, value in message.attributes.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            return "attribute keys and values must be strings"
+        if text_problem(key) or text_problem(value):
+            return "attribute keys and values must be storable text"
+        if not key or key.startswith("goog") or len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES:
+            return f"attribute key {key[:40]!r} is empty, too long or starts with goog"
+        if len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
+            return f"attribute {key[:40]!r} is over {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
+    ordering = message.ordering_key
+    if text_problem(ordering) or len(ordering.encode()) > MAX_ORDERING_KEY_BYTES:
+        return f"ordering key is over {MAX_ORDERING_KEY_BYTES} bytes"
+    return None
 
 
 def as_event(delivered: Delivered, handler: str) -> Event:

@@ -339,3 +339,56 @@ def test_hostile_payloads_are_applied_ignored_or_dead_lettered_never_retried(
             {"id": event_id},
         ).scalar()
     assert settled == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (Message("build-requests", {"x": {1, 2}}), "not JSON-serialisable"),
+        (Message("build-requests", b"x", {"googkey": "v"}), "starts with goog"),
+        (Message("build-requests", b"x", {"k": "v" * 1025}), "over 1024 bytes"),
+        (Message("build-requests", b"x", {f"k{n}": "v" for n in range(101)}), "100 attributes"),
+        (Message("build-requests", b"x", {"k": "\x00"}), "storable text"),
+        (Message("build-requests", b"x", {"k": 1}), "must be strings"),  # type: ignore[dict-item]
+        (Message("build-requests", b"x" * 10_000_001), "over 10000000 bytes"),
+    ],
+)
+def test_a_message_pubsub_would_refuse_is_a_dead_letter_before_anything_commits(
+    engine: Engine, message: Message, reason: str
+) -> None:
+    """After commit nothing could undo the handler's effects, so the check comes first."""
+
+    def sends(event: Event, tx: Connection) -> Effects:
+        return Effects(messages=[message])
+
+    worker = Worker(engine, routes={"sends": _loaded("sends", "github", sends)})
+    worker.deliver("sends", handler_push("sends", "github", "d-8", "push", b"{}"))
+    [dead] = rows(engine, "SELECT error_message FROM dead_letters")
+    assert reason in dead["error_message"]
+    assert rows(engine, "SELECT id FROM outbound_messages") == []
+    assert inbox_of(engine, "sends") == []
+
+
+def test_a_handler_returning_something_else_is_a_dead_letter_not_a_retry(engine: Engine) -> None:
+    def sloppy(event: Event, tx: Connection) -> Any:
+        return {"rows": 1}
+
+    worker = Worker(engine, routes={"sloppy": _loaded("sloppy", "github", sloppy)})
+    worker.deliver("sloppy", handler_push("sloppy", "github", "d-9", "push", b"{}"))
+    [dead] = rows(engine, "SELECT error_message FROM dead_letters")
+    assert dead["error_message"] == "handler sloppy returned dict, not Effects"
+
+
+def test_a_handler_that_claims_its_own_inbox_still_gets_its_messages_published(
+    engine: Engine,
+) -> None:
+    from workers.plugin import claims_own_inbox
+
+    @claims_own_inbox
+    def own(event: Event, tx: Connection) -> Effects:
+        return Effects(messages=[Message("build-requests", {"id": event.id})])
+
+    worker = Worker(engine, routes={"own": _loaded("own", "github", own)})
+    worker.deliver("own", handler_push("own", "github", "d-10", "push", b"{}"))
+    [message] = rows(engine, "SELECT topic, subscription FROM outbound_messages")
+    assert message == {"topic": "build-requests", "subscription": "own"}
