@@ -141,6 +141,7 @@ class Listener:
             source=self.selection.source, event_type=self.selection.server_type,
             cursor=position.query(), limit=PAGE_LIMIT,
         )  # fmt: skip
+        self._answered()  # said before this page's lines, not after them
         for item in page.items:
             if not position.is_new(item):
                 continue
@@ -182,10 +183,14 @@ class Listener:
                 self.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
-            if self._down:
-                self._down = False
-                self.notice(f"stack at {self.feed.base_url} is back")
+            self._answered()
             return result
+
+    def _answered(self) -> None:
+        """The admin API answered: if it had been away, say once that it is back."""
+        if self._down:
+            self._down = False
+            self.notice(f"stack at {self.feed.base_url} is back")
 
 
 def _reason(exc: AdminError | AdminUnreachable) -> str:

@@ -276,10 +276,12 @@ def test_a_stack_that_is_away_is_one_line_and_waited_for(stack: LocalStack, tmp_
                 proxy.on.set()
                 process.secret()
                 wait_for(lambda: event_id in by_event(app_server.received), timeout=BOUND_S)
+                # stderr is read by a thread of its own: the line may trail the request.
+                wait_for(lambda: " is back" in "".join(process.stderr), timeout=BOUND_S)
                 notes = "".join(process.stderr)
                 assert notes.count("retrying") == 1, notes
                 assert "the stack answered 503" in notes
-                assert " is back" in notes
+                assert notes.index(" is back") > notes.index("retrying")
                 assert process.proc.poll() is None
             finally:
                 assert process.stop() == 0
