@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -109,6 +110,25 @@ class Subscription(_Model):
         """Refused at load time, as Pub/Sub refuses it at creation: it can never be edited."""
         parse_filter(value)
         return value
+
+
+RETAINED_SUFFIX = "-retained"
+WEEK_S = 7 * 24 * 3600
+
+
+class PullSubscription(_Model):
+    """A subscription Hookyard itself never reads: a consumer's (build requests for CI), or
+    the copy every dead-letter topic keeps for a week so nothing is lost while the sink is
+    down. Terraform creates them; the local broker, which has no Pull API, does not."""
+
+    name: Annotated[
+        str, Field(pattern=r"^[a-z][a-z0-9-]{2,254}$"), AfterValidator(_no_goog_prefix)
+    ]
+    """Pub/Sub's own limit (255): no route or URL carries it, and `{topic}-retained` fits."""
+    topic: PubSubName
+    ack_deadline_seconds: int = Field(default=60, ge=10, le=600)
+    message_retention_s: int = Field(default=WEEK_S, ge=600, le=WEEK_S)
+    description: str = ""
 
 
 QueueName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
@@ -374,11 +394,12 @@ def _type_matches(pattern: str, event_type: str | None) -> bool:
 
 def handler_filter(name: str, events: dict[str, list[str]]) -> str:
     """Pub/Sub's filter for a handler's subscription: its sources and types, and replays
-    addressed to it. Over Pub/Sub's 256 bytes, the types are left to `Handler.takes`."""
+    addressed to it. Over Pub/Sub's 256 bytes, the types are left to `Handler.takes`.
+    Sources go in name order, as Terraform's `for` over a map does: both write one string."""
     replays = f'(NOT attributes:{REPLAY_TO} OR attributes.{REPLAY_TO} = "{name}")'
     for with_types in (True, False):
         clauses = []
-        for source, patterns in events.items():
+        for source, patterns in sorted(events.items()):
             clause = f'attributes.source = "{source}"'
             if with_types and "*" not in patterns:
                 types = [
@@ -401,6 +422,10 @@ class Topology(_Model):
     topics: list[Topic]
     subscriptions: list[Subscription] = Field(
         default=[], description="as declared, then one per handler (derived on load)"
+    )
+    pull_subscriptions: list[PullSubscription] = Field(
+        default=[],
+        description="as declared, then `{topic}-retained` for each dead-letter topic without one",
     )
     sources: list[Source] = []
     handler_defaults: dict[str, object] = Field(
@@ -450,10 +475,36 @@ class Topology(_Model):
         return {**data, "handlers": handlers, "subscriptions": subscriptions}
 
     @model_validator(mode="after")
+    def _dead_letters_retained(self) -> Self:
+        """Every dead-letter topic keeps a week of its messages in a pull subscription of its
+        own, derived here so Terraform and the consistency test read one list."""
+        covered = {p.topic for p in self.pull_subscriptions}
+        dead_letter_topics = dict.fromkeys(
+            s.dead_letter_policy.dead_letter_topic
+            for s in self.subscriptions
+            if s.dead_letter_policy is not None
+        )
+        retained = [
+            PullSubscription(
+                name=f"{topic}{RETAINED_SUFFIX}",
+                topic=topic,
+                description="a week of dead letters, kept while the sink is down",
+            )
+            for topic in dead_letter_topics
+            if topic not in covered
+        ]
+        if retained:
+            object.__setattr__(self, "pull_subscriptions", [*self.pull_subscriptions, *retained])
+        return self
+
+    @model_validator(mode="after")
     def _references_resolve(self) -> Self:
         topics = {t.name for t in self.topics}
         _unique("topic", [t.name for t in self.topics])
-        _unique("subscription", [s.name for s in self.subscriptions])
+        _unique(
+            "subscription",
+            [s.name for s in self.subscriptions] + [p.name for p in self.pull_subscriptions],
+        )
         _unique("source", [s.name for s in self.sources])
         _unique("queue", [q.name for q in self.queues])
         _unique("job", [j.name for j in self.jobs])
@@ -468,6 +519,9 @@ class Topology(_Model):
                 raise ValueError(f"subscription {sub.name}: unknown dead-letter topic")
             if dlp and dlp.dead_letter_topic == sub.topic:
                 raise ValueError(f"subscription {sub.name}: dead-letters into its own topic")
+        for pull in self.pull_subscriptions:
+            if pull.topic not in topics:
+                raise ValueError(f"pull subscription {pull.name}: unknown topic {pull.topic}")
         for src in self.sources:
             if src.topic not in topics:
                 raise ValueError(f"source {src.name}: unknown topic {src.topic}")
@@ -526,9 +580,28 @@ def _unique(kind: str, names: list[str]) -> None:
         seen.add(name)
 
 
+class _TerraformReadsIt(yaml.SafeLoader):
+    """YAML as Terraform's yamldecode reads it too: there a plain `y`, `n` (any case) is a
+    boolean, as in YAML 1.1, where PyYAML reads a string. Read as a boolean here, such a
+    name or event type is refused (it must be quoted), instead of meaning "y" to the code
+    and `true` to Terraform."""
+
+
+_TerraformReadsIt.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN")
+)
+_TerraformReadsIt.add_constructor(
+    "tag:yaml.org,2002:bool",
+    lambda loader, node: (
+        str(loader.construct_scalar(node)).lower()  # type: ignore[arg-type]
+        in {"y", "yes", "true", "on"}
+    ),
+)
+
+
 def load_topology(path: Path = TOPOLOGY_PATH) -> Topology:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_TerraformReadsIt)  # noqa: S506
         return Topology.model_validate(raw)
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"invalid topology {path}: {exc}") from exc

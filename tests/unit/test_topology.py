@@ -165,3 +165,41 @@ def test_max_delivery_attempts_outside_pubsubs_range_are_refused(
     )
     with pytest.raises(ConfigError):
         load_topology(path)
+
+
+def test_each_dead_letter_topic_keeps_a_week_in_a_pull_subscription() -> None:
+    topo = load_topology()
+    retained = [p for p in topo.pull_subscriptions if p.topic == "events-dead-letter"]
+    assert [(p.name, p.message_retention_s) for p in retained] == [
+        ("events-dead-letter-retained", 7 * 24 * 3600)
+    ]
+    # Loading what was dumped derives nothing twice.
+    again = type(topo).model_validate(topo.model_dump())
+    assert again.pull_subscriptions == topo.pull_subscriptions
+
+
+def test_a_declared_pull_subscription_on_a_dead_letter_topic_replaces_the_derived_one(
+    tmp_path: Path,
+) -> None:
+    def declare(raw: dict[str, list[dict[str, object]]]) -> None:
+        raw["pull_subscriptions"].append({"name": "dlq-audit", "topic": "events-dead-letter"})
+
+    topo = load_topology(_write(tmp_path, declare))
+    names = [p.name for p in topo.pull_subscriptions if p.topic == "events-dead-letter"]
+    assert names == ["dlq-audit"]
+
+
+@pytest.mark.parametrize(
+    ("pull", "message"),
+    [
+        ({"name": "orphan", "topic": "nowhere"}, "unknown topic nowhere"),
+        ({"name": "event-log", "topic": "events"}, "duplicate subscription 'event-log'"),
+        ({"name": "kept", "topic": "events", "message_retention_s": 604801}, "less than or equal"),
+    ],
+)
+def test_bad_pull_subscriptions_are_refused(
+    tmp_path: Path, pull: dict[str, object], message: str
+) -> None:
+    path = _write(tmp_path, lambda raw: raw["pull_subscriptions"].append(pull))
+    with pytest.raises(ConfigError, match=message):
+        load_topology(path)
