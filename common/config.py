@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     cloud_sql_instance: str | None = Field(
         default=None, description="PROJECT:REGION:INSTANCE; uses the Cloud SQL Python Connector."
     )
+    cloud_sql_ip_type: Literal["public", "private", "psc"] = Field(
+        default="public",
+        description="which of the instance's addresses the connector uses (infra/ deploys "
+        "a private IP only and sets private)",
+    )
     db_user: str = "hookyard"
     db_name: str = "hookyard"
     db_pool_size: int = Field(

@@ -141,7 +141,7 @@ def _cloud_sql_creator(settings: Settings) -> Any:
     def build_connector() -> Any:
         from google.cloud.sql.connector import Connector
 
-        return Connector(refresh_strategy="lazy")
+        return Connector(refresh_strategy="lazy", ip_type=settings.cloud_sql_ip_type)
 
     connector: Lazy[Any] = Lazy(build_connector)
 
