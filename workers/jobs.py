@@ -107,6 +107,11 @@ class JobRunner:
             "outbox-relay": self.outbox_relay,
         }
 
+    @property
+    def job_names(self) -> tuple[str, ...]:
+        """The jobs this worker can run: each must be a Scheduler job in the topology."""
+        return tuple(self._jobs)
+
     def __call__(self, body: bytes) -> None:
         job, schedule_time = parse_job_task(body)
         run = self._jobs.get(job)

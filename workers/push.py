@@ -7,7 +7,7 @@ broker redelivers with backoff, up to the subscription's dead-letter policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,15 @@ EnvelopeHook = Callable[[PushEnvelope], None]
 Route = Callable[[Connection, Delivered], Handled]
 """Applies a delivery in the caller's transaction; says what to announce after commit."""
 EVENT_LOG = "event-log"
+DEAD_LETTERS = "dead-letters"
+
+
+def unserved_subscriptions(topology: Topology, routes: Mapping[str, Route]) -> list[str]:
+    """Subscriptions whose push path reaches none of the worker's routes: Pub/Sub would get a
+    404 for each delivery until the message dead-letters. tests/infra checks the shipped
+    topology has none (a subscription added to topology.yaml needs its handler)."""
+    served = {f"{PREFIX}/{name}" for name in (*routes, DEAD_LETTERS)}
+    return [s.name for s in topology.subscriptions if s.push_path not in served]
 
 
 def routes_for(topology: Topology | None = None) -> dict[str, Route]:
@@ -99,7 +108,7 @@ class Worker:
         return empty_response(204)
 
     def deliver(self, subscription: str, envelope: PushEnvelope) -> None:
-        if subscription == "dead-letters":
+        if subscription == DEAD_LETTERS:
             with self.engine.begin() as conn:
                 store_forwarded(conn, envelope)
             return
