@@ -106,7 +106,7 @@ module "services" {
     HOOKYARD_LOG_LEVEL                 = var.log_level
     HOOKYARD_WORKER_URL                = local.service_url["worker"]
     HOOKYARD_CRON_AUDIENCE             = local.service_url["cron"]
-    HOOKYARD_ADMIN_AUDIENCE            = local.service_url["admin"]
+    HOOKYARD_ADMIN_AUDIENCE            = coalesce(var.admin_audience, local.service_url["admin"])
     HOOKYARD_ADMIN_OPERATORS           = jsonencode(var.operators)
     HOOKYARD_PUSH_SERVICE_ACCOUNT      = module.identities.emails["push"]
     HOOKYARD_TASKS_SERVICE_ACCOUNT     = module.identities.emails["tasks"]

@@ -63,7 +63,7 @@ variable "create_private_service_access" {
 }
 
 variable "operators" {
-  description = "Emails of the operators allowed to call the admin service (Cloud Run invoker) and the admin API (HOOKYARD_ADMIN_OPERATORS) with their Google identity."
+  description = "Emails (people, or service accounts they impersonate) allowed to call the admin service (Cloud Run invoker) and the admin API (HOOKYARD_ADMIN_OPERATORS) with a Google ID token."
   type        = list(string)
   default     = []
 
@@ -71,6 +71,12 @@ variable "operators" {
     condition     = alltrue([for email in var.operators : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", email))])
     error_message = "operators must be email addresses."
   }
+}
+
+variable "admin_audience" {
+  description = "The audience operators' ID tokens carry (HOOKYARD_ADMIN_AUDIENCE). Null: the admin service's URL, what `gcloud auth print-identity-token --impersonate-service-account=SA --audiences=URL --include-email` gives. People using their own gcloud login carry gcloud's OAuth client id instead: set that here."
+  type        = string
+  default     = null
 }
 
 variable "database" {

@@ -83,6 +83,11 @@ locals {
     { "worker/push" = { service = "worker", member = local.sa["push"] } },
     { "worker/tasks" = { service = "worker", member = local.sa["tasks"] } },
     { "cron/scheduler" = { service = "cron", member = local.sa["scheduler"] } },
-    { for email in var.operators : "admin/${email}" => { service = "admin", member = "user:${email}" } },
+    {
+      for email in var.operators : "admin/${email}" => {
+        service = "admin"
+        member  = endswith(email, ".gserviceaccount.com") ? "serviceAccount:${email}" : "user:${email}"
+      }
+    },
   )
 }
