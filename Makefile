@@ -8,10 +8,11 @@ UV_VERSION := 0.13.8
 PYTHON ?= python3
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
+CHECKOV_ENV := $(TOOLS)/checkov
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: help install run test lint format bench bench-memory clean
+.PHONY: help install install-checkov run test lint format bench bench-memory clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,10 +32,17 @@ $(UV):
 
 install: .venv/.synced  ## create .venv from uv.lock
 
+# checkov has a lock of its own (tools/checkov/uv.lock), kept out of the project's.
+$(CHECKOV_ENV)/.synced: $(UV) tools/checkov/uv.lock tools/checkov/pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(CHECKOV_ENV) $(UV) sync --frozen --project tools/checkov --quiet
+	@touch $@
+
+install-checkov: $(CHECKOV_ENV)/.synced  ## create .tools/checkov/ (checkov for the infra/ tests)
+
 run: install  ## run the local stack on http://127.0.0.1:8080 (Ctrl-C stops everything)
 	exec .venv/bin/hookyard dev
 
-test: install  ## unit, integration and end-to-end tests against real PostgreSQL
+test: install $(CHECKOV_ENV)/.synced  ## unit, integration and end-to-end tests against real PostgreSQL
 	.venv/bin/pytest
 
 lint: install  ## ruff format check, ruff lint, mypy --strict
