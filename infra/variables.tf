@@ -80,9 +80,9 @@ variable "admin_audience" {
 }
 
 variable "database" {
-  description = "Cloud SQL settings. Defaults suit production: regional, backed up daily with point-in-time recovery, protected from deletion."
+  description = "Cloud SQL settings. Defaults suit production: PostgreSQL 18 (what the tests run against), regional, backed up daily with point-in-time recovery, protected from deletion."
   type = object({
-    version                        = optional(string, "POSTGRES_16")
+    version                        = optional(string, "POSTGRES_18")
     tier                           = optional(string, "db-custom-2-7680")
     availability_type              = optional(string, "REGIONAL")
     disk_size_gb                   = optional(number, 20)
