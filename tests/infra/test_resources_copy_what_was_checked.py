@@ -168,3 +168,51 @@ def test_every_binding_modules_access_lists_is_created() -> None:
     root = (INFRA / "main.tf").read_text(encoding="utf-8")
     assert re.search(r"^\s*invokers\s*=\s*module\.access\.service_invokers\s*$", root, re.M)
     assert created | {"service_invokers"} == listed
+
+
+def _assigned(text: str, name: str) -> str:
+    match = re.search(rf"^\s*{name}\s*=\s*(.+?)\s*$", text, re.M)
+    assert match, f"infra/main.tf does not set {name}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("caller_side", "verifier_side"),
+    [
+        # Push subscriptions' endpoint and audience, and what /pubsub and /tasks verify.
+        ("worker_url", "HOOKYARD_WORKER_URL"),
+        ("push_service_account", "HOOKYARD_PUSH_SERVICE_ACCOUNT"),
+        # Scheduler's token, and what /cron verifies.
+        ("cron_audience", "HOOKYARD_CRON_AUDIENCE"),
+        ("scheduler_service_account", "HOOKYARD_SCHEDULER_SERVICE_ACCOUNT"),
+    ],
+)
+def test_callers_present_the_identity_and_audience_the_code_verifies(
+    caller_side: str, verifier_side: str
+) -> None:
+    """The token Pub/Sub or Scheduler presents is rendered by modules/topology from the
+    first name; the service checks the second: both come from one expression."""
+    text = (INFRA / "main.tf").read_text(encoding="utf-8")
+    assert _assigned(text, caller_side) == _assigned(text, verifier_side)
+
+
+def test_the_task_identity_the_code_attaches_is_the_one_the_worker_accepts() -> None:
+    """Cloud Tasks tokens are set by the code from HOOKYARD_TASKS_SERVICE_ACCOUNT (cron,
+    admin, worker create tasks) and verified by the worker against the same setting."""
+    services = (INFRA / "modules/services/main.tf").read_text(encoding="utf-8")
+    for target in ("cron", "admin", "worker"):
+        assert {"HOOKYARD_TASKS_SERVICE_ACCOUNT", "HOOKYARD_WORKER_URL"} <= _reads(services, target)
+    text = (INFRA / "main.tf").read_text(encoding="utf-8")
+    assert _assigned(text, "HOOKYARD_TASKS_SERVICE_ACCOUNT") == 'module.identities.emails["tasks"]'
+
+
+def test_every_variable_and_output_is_described() -> None:
+    undescribed = []
+    for path in sorted(INFRA.rglob("*.tf")):
+        parsed = hcl2.loads(path.read_text(encoding="utf-8"))
+        for kind in ("variable", "output"):
+            for block in parsed.get(kind, []):
+                for label, body in block.items():
+                    if not str(body.get("description", "")).strip('"'):
+                        undescribed.append(f"{path.relative_to(INFRA)}: {kind} {label}")
+    assert undescribed == []
