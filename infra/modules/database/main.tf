@@ -40,6 +40,11 @@ variable "settings" {
   })
 }
 
+variable "password_version" {
+  description = "Bump to roll the database password (see infra/README.md)."
+  type        = number
+}
+
 locals {
   database = "hookyard"
   user     = "hookyard"
@@ -167,11 +172,6 @@ resource "google_sql_database" "main" {
   project  = var.project_id
   instance = google_sql_database_instance.main.name
   name     = local.database
-}
-
-variable "password_version" {
-  description = "Bump to roll the database password (see infra/README.md)."
-  type        = number
 }
 
 # Generated on each run and written only through write-only arguments (Terraform >= 1.11):
