@@ -121,9 +121,7 @@ class PullSubscription(_Model):
     the copy every dead-letter topic keeps for a week so nothing is lost while the sink is
     down. Terraform creates them; the local broker, which has no Pull API, does not."""
 
-    name: Annotated[
-        str, Field(pattern=r"^[a-z][a-z0-9-]{2,254}$"), AfterValidator(_no_goog_prefix)
-    ]
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{2,254}$"), AfterValidator(_no_goog_prefix)]
     """Pub/Sub's own limit (255): no route or URL carries it, and `{topic}-retained` fits."""
     topic: PubSubName
     ack_deadline_seconds: int = Field(default=60, ge=10, le=600)
