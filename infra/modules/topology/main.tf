@@ -75,28 +75,24 @@ locals {
   source_clauses = {
     for h in local.handlers : h.name => [for source in sort(keys(h.events)) : "attributes.source = \"${source}\""]
   }
-  typed_filter = {
-    for h in local.handlers : h.name => format(
-      "(%s) AND %s",
-      length(local.typed_clauses[h.name]) == 1 ? local.typed_clauses[h.name][0] : join(" OR ", [for c in local.typed_clauses[h.name] : "(${c})"]),
-      local.replays_clause[h.name]
-    )
-  }
-  source_filter = {
-    for h in local.handlers : h.name => format(
-      "(%s) AND %s",
-      length(local.source_clauses[h.name]) == 1 ? local.source_clauses[h.name][0] : join(" OR ", [for c in local.source_clauses[h.name] : "(${c})"]),
-      local.replays_clause[h.name]
-    )
+  # As handler_filter in Python: with the types first, then with the sources only.
+  candidate_filters = {
+    for h in local.handlers : h.name => [
+      for clauses in [local.typed_clauses[h.name], local.source_clauses[h.name]] : format(
+        "(%s) AND %s",
+        length(clauses) == 1 ? clauses[0] : join(" OR ", [for c in clauses : "(${c})"]),
+        local.replays_clause[h.name]
+      )
+    ]
   }
   # Pub/Sub's limit is 256 bytes; names and types are ASCII (the Python model checks), so
   # length() counts bytes. Over it, the handler checks the types itself.
   max_filter_bytes = 256
   handler_filter = {
     for h in local.handlers : h.name => (
-      length(local.typed_filter[h.name]) <= local.max_filter_bytes
-      ? local.typed_filter[h.name]
-      : local.source_filter[h.name]
+      length(local.candidate_filters[h.name][0]) <= local.max_filter_bytes
+      ? local.candidate_filters[h.name][0]
+      : local.candidate_filters[h.name][1]
     )
   }
 
