@@ -19,7 +19,7 @@ from tests.infra import code_references
 from tests.infra.code_references import SOURCE_SECRET, Reference, secret_reads
 from tests.support.terraform import evaluate
 from workers.jobs import JobRunner
-from workers.push import routes_for, unserved_subscriptions
+from workers.push import DEAD_LETTERS, routes_for, unserved_subscriptions
 
 ACCOUNTS = {
     role: f"hookyard-{role}@p.iam.gserviceaccount.com"
@@ -75,9 +75,14 @@ def _undeclared_secrets(reads: list[Reference], topology: Topology) -> list[str]
 # --- subscriptions and routes
 
 
-def test_every_subscription_reaches_a_worker_route() -> None:
+def test_every_subscription_reaches_a_worker_route_and_every_route_has_one(
+    infra: dict[str, Any],
+) -> None:
     topology = load_topology()
-    assert unserved_subscriptions(topology, routes_for(topology)) == []
+    routes = routes_for(topology)
+    assert unserved_subscriptions(topology, routes) == []
+    pushed_to = {s["push_path"] for s in infra["topology"]["subscriptions"].values()}
+    assert pushed_to == {f"/pubsub/{name}" for name in (*routes, DEAD_LETTERS)}
 
 
 def test_a_subscription_without_a_route_is_caught(tmp_path: Path) -> None:
