@@ -12,7 +12,7 @@ CHECKOV_ENV := $(TOOLS)/checkov
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: help install install-checkov run test lint format bench bench-memory clean
+.PHONY: help install install-checkov run test lint format bench bench-memory chaos clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -53,6 +53,10 @@ lint: install  ## ruff format check, ruff lint, mypy --strict
 format: install  ## apply ruff formatting and safe fixes
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
+
+EVENTS ?= 10000
+chaos: install  ## the stack under faults, checked from outside (EVENTS=10000; exit 1 on any loss)
+	.venv/bin/python -m tests.chaos.run --events $(EVENTS)
 
 bench: install  ## benchmarks that print figures (no pass/fail on speed)
 	.venv/bin/python -m tests.load.run
