@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -34,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,9 @@ class Tally:
     refused_valid: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
+    signatures: set[str] = field(default_factory=set)
+    echoed: list[str] = field(default_factory=list)
+    """Responses that carried the request's signature or the secret back."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -85,8 +89,14 @@ def _send(client: httpx.Client, url: str, event: Event, secret: str, tally: Tall
     pause = 0.1
     while True:
         try:
-            response = client.post(url, content=event.body, headers=_signed(event.body, secret))
+            headers = _signed(event.body, secret)
+            response = client.post(url, content=event.body, headers=headers)
             status = response.status_code
+            signature = headers["Stripe-Signature"].rpartition("v1=")[2]
+            with tally.lock:
+                tally.signatures.add(signature)
+                if signature in response.text or secret in response.text:
+                    tally.echoed.append(f"{event.event_id}: {status}")
         except httpx.HTTPError:
             status = 0
         if 200 <= status < 300:
@@ -112,13 +122,20 @@ class Faults:
     """Fires each planned fault once the traffic has reached its moment."""
 
     def __init__(
-        self, stack: object, engine: Engine, plan: Plan, rng: random.Random, tally: Tally
+        self,
+        stack: object,
+        engine: Engine,
+        plan: Plan,
+        rng: random.Random,
+        tally: Tally,
+        say: Callable[[str], None],
     ) -> None:
+        self._say = say
         self._stack = stack
         self._engine = engine
         self._rng = rng
         self._tally = tally
-        total = len(plan.sends)
+        total = self._total = len(plan.sends)
         moments = [
             (rng.uniform(0.1, 0.9) * total, kind) for kind in KINDS for _ in range(FAULTS_PER_KIND)
         ]
@@ -134,7 +151,7 @@ class Faults:
             thread.join()
 
     def fire(self, kind: str) -> None:
-        print(f"chaos: {kind} at send {self._tally.sent}", file=sys.__stderr__, flush=True)
+        self._say(f"chaos: {kind} at send {self._tally.sent} of {self._total}")
         match kind:
             case "kill-worker":
                 self._kill_target("worker")
@@ -202,16 +219,21 @@ def _quiet(engine: Engine, bound_s: float) -> bool:
 
 
 @contextlib.contextmanager
-def _output_to(path: Path) -> Iterator[None]:
-    """Everything the stack's processes write goes to one file (they inherit fds 1 and 2)."""
+def _output_to(path: Path) -> Iterator[Callable[[str], None]]:
+    """Everything the stack's processes write goes to one file (they inherit fds 1 and 2);
+    what the run itself has to say still reaches the terminal, through the function given."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     with path.open("ab") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
+
+    def say(line: str) -> None:
+        os.write(saved[1], f"{line}\n".encode())
+
     try:
-        yield
+        yield say
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -267,9 +289,30 @@ class Outcome:
         return "\n".join(lines)
 
 
-def _secret_hits(log: Path, values: list[str]) -> list[str]:
+HEX_64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+
+
+def _secret_hits(log: Path, values: list[str], signatures: set[str]) -> list[str]:
+    """The run's secrets, the stack's own (its generated keys), every signature sent, and any
+    bearer token at all: none may appear in what the stack wrote."""
     text = log.read_bytes()
-    return [f"{value[:4]}… found" for value in values if value and value.encode() in text]
+    hits = [
+        f"secret {value[:4]}…" for value in values if len(value) >= 8 and value.encode() in text
+    ]
+    logged_hex = {match.decode() for match in HEX_64.findall(text)}
+    hits += [f"signature {sig[:8]}…" for sig in sorted(logged_hex & signatures)]
+    hits += [f"token {token[:12].decode()}…" for token in JWT.findall(text)[:5]]
+    return hits
+
+
+def _stack_secrets(data_dir: Path) -> list[str]:
+    """Lines of the secrets the stack generated for itself (its token-signing key above all)."""
+    found = []
+    for path in sorted((data_dir / "secrets").glob("*")):
+        if path.is_file() and not path.name.endswith("-cert.pem"):  # a certificate is public
+            found += [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    return [line for line in found if len(line) >= 16 and not line.startswith("-----")]
 
 
 def run(events: int, seed: int, threads: int = THREADS, quiet_bound_s: float = 900.0) -> Outcome:
@@ -293,7 +336,7 @@ def run(events: int, seed: int, threads: int = THREADS, quiet_bound_s: float = 9
     saved_env = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     tally = Tally()
-    signatures: list[str] = []
+    keep = True
     stack = LocalStack(
         Settings(
             port=0,
@@ -305,7 +348,8 @@ def run(events: int, seed: int, threads: int = THREADS, quiet_bound_s: float = 9
         topology=get_topology(),
     )
     try:
-        with _output_to(log):
+        with _output_to(log) as say:
+            say(f"chaos: the stack's output goes to {log} (kept if the run fails)")
             stack.start()
             try:
                 engine = sa.create_engine(stack.postgres.url("hookyard"), pool_pre_ping=True)  # type: ignore[union-attr]
@@ -317,7 +361,7 @@ def run(events: int, seed: int, threads: int = THREADS, quiet_bound_s: float = 9
                         )
                         response.raise_for_status()
                 done = threading.Event()
-                faults = Faults(stack, engine, plan, rng, tally)
+                faults = Faults(stack, engine, plan, rng, tally, say)
                 fault_thread = threading.Thread(
                     target=faults.run, args=(done,), name="chaos-faults"
                 )
@@ -338,23 +382,27 @@ def run(events: int, seed: int, threads: int = THREADS, quiet_bound_s: float = 9
                     list(pool.map(send, plan.sends))
                 done.set()
                 fault_thread.join()
+                say(f"chaos: all {len(plan.sends)} sends answered; waiting for quiet")
                 quiet = _quiet(engine, quiet_bound_s)
                 with engine.connect() as conn:
                     result = verdict(conn, tally.accepted)
                 engine.dispose()
             finally:
                 stack.stop()
-        signatures = [stripe_secret, admin_token]
-        hits = _secret_hits(log, signatures)
-        return Outcome(plan, tally, result, quiet, hits, time.monotonic() - started)
+        own = _stack_secrets(work / "data")
+        hits = _secret_hits(log, [stripe_secret, admin_token, *own], tally.signatures)
+        hits += [f"echoed in the response to {echo}" for echo in tally.echoed]
+        outcome = Outcome(plan, tally, result, quiet, hits, time.monotonic() - started)
+        keep = not outcome.ok
+        return outcome
     finally:
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        if os.environ.get("HOOKYARD_CHAOS_KEEP"):
-            print(f"chaos: kept {work}", file=sys.stderr)
+        if keep or os.environ.get("HOOKYARD_CHAOS_KEEP"):
+            print(f"chaos: kept {work} (the stack's log and database)", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -1,0 +1,32 @@
+"""The chaos run's search of the stack's log finds each kind of leak it claims to look for."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tests.chaos.run import _secret_hits
+
+SIGNATURE = hashlib.sha256(b"sent").hexdigest()
+CLEAN = b'{"severity": "INFO", "message": "webhook accepted", "body_sha256": "%s"}\n' % (
+    hashlib.sha256(b"body").hexdigest().encode()
+)
+
+
+def _log(tmp_path: Path, extra: bytes = b"") -> Path:
+    path = tmp_path / "stack.log"
+    path.write_bytes(CLEAN * 3 + extra)
+    return path
+
+
+def test_a_clean_log_has_no_hits(tmp_path: Path) -> None:
+    assert _secret_hits(_log(tmp_path), ["whsec_abcdefgh12345678"], {SIGNATURE}) == []
+
+
+def test_each_kind_of_leak_is_found(tmp_path: Path) -> None:
+    secret = "whsec_abcdefgh12345678"
+    assert _secret_hits(_log(tmp_path, secret.encode()), [secret], set()) == ["secret whse…"]
+    leaked = b'{"stripe-signature": "t=1,v1=%s"}' % SIGNATURE.encode()
+    assert _secret_hits(_log(tmp_path, leaked), [], {SIGNATURE}) == [f"signature {SIGNATURE[:8]}…"]
+    token = b"Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXBhcnQ"
+    assert _secret_hits(_log(tmp_path, token), [], set()) == ["token eyJhbGciOiJS…"]
