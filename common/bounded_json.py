@@ -26,6 +26,9 @@ for _close in b"]}":
     _STEP[_close] = -1
 
 
+_UTF8 = frozenset({"utf-8", "utf-8-sig"})
+
+
 class JsonTooDeep(ValueError):
     """The document nests deeper than the bound; a ValueError, like any other bad JSON."""
 
@@ -42,9 +45,14 @@ def nesting_depth(raw: bytes) -> int:
 def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     """`json.loads`, refusing documents nested deeper than `max_depth` before parsing them.
 
-    Raises ValueError (JsonTooDeep for the depth) or UnicodeDecodeError, as json.loads does.
+    Raises ValueError (JsonTooDeep for the depth, and for any encoding but UTF-8) or
+    UnicodeDecodeError, as json.loads does.
     """
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if json.detect_encoding(data) not in _UTF8:
+        # json.loads would decode UTF-16 and UTF-32 too, past every check written for the
+        # bytes of UTF-8 (a NUL or a lone surrogate hidden in them); RFC 8259 8.1 wants UTF-8.
+        raise ValueError("JSON must be encoded in UTF-8")
     if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
         raise JsonTooDeep(f"JSON nests deeper than {max_depth} levels")
     return json.loads(data)

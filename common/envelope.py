@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,7 +93,7 @@ def parse_envelope(raw: bytes) -> PushEnvelope:
         raise BadRequest("message.messageId must be printable and at most 256 characters")
     try:
         data = base64.b64decode(msg.get("data") or "", validate=True)
-    except (binascii.Error, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # ValueError: binascii.Error, or text beyond ASCII
         raise BadRequest("message.data is not base64") from exc
     attributes = msg.get("attributes") or {}
     if not isinstance(attributes, dict) or not all(

@@ -37,8 +37,20 @@ Handler = Callable[[Request], Response]
 
 
 def secure(response: Response) -> Response:
+    """Every response of every function passes here."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    return _leaving_the_request_unread(response)
+
+
+def _leaving_the_request_unread(response: Response) -> Response:
+    """functions-framework reads whatever is left of the request into memory after any
+    response that is not streamed (its `read_request` hook), so a body refused unread (a
+    413, a 401) would be held whole all the same, 50 MB as readily as 50 bytes. A body given
+    as an iterator counts as streamed; gunicorn then drains or drops the unread rest in small
+    pieces. Content-Length, already set from the bytes, stays."""
+    if not response.is_streamed:
+        response.response = iter((response.get_data(),))
     return response
 
 

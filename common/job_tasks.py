@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from common import bounded_json
 from common.errors import PermanentError
 from common.messaging.tasks import TaskRequest
 from common.storable import datetime_problem
@@ -33,7 +34,7 @@ def job_task(job: str, schedule_time: datetime, traceparent: str | None = None) 
 
 def parse_job_task(body: bytes) -> tuple[str, datetime]:
     try:
-        doc = json.loads(body)
+        doc = bounded_json.loads(body)
         when = datetime.fromisoformat(doc["schedule_time"])
         job = doc["job"]
     except (ValueError, KeyError, TypeError) as exc:

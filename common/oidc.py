@@ -220,10 +220,12 @@ class OidcVerifier:
         from google.auth import jwt
         from google.auth.exceptions import GoogleAuthError
 
+        # google-auth parses each segment with json.loads, which recurses once per level of
+        # nesting: a header of a few thousand `[` is a RecursionError, not a ValueError.
         try:
             header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
             unverified = jwt.decode(token, verify=False)  # type: ignore[no-untyped-call]
-        except (ValueError, TypeError, GoogleAuthError) as exc:
+        except (ValueError, TypeError, RecursionError, GoogleAuthError) as exc:
             raise Unauthorized("malformed token") from exc
         if header.get("alg") != "RS256":
             raise Unauthorized("unsupported token algorithm")
@@ -238,7 +240,7 @@ class OidcVerifier:
             claims: Mapping[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
                 token, certs={kid: pem}, audience=None, clock_skew_in_seconds=CLOCK_SKEW_S
             )
-        except (ValueError, TypeError, GoogleAuthError) as exc:
+        except (ValueError, TypeError, RecursionError, GoogleAuthError) as exc:
             raise Unauthorized("invalid token signature") from exc
         if claims.get("iss") not in self._issuers:
             raise Unauthorized("token from an unexpected issuer")

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from common import bounded_json
 from common.db import reconciliations, retention, statements
 from common.errors import PermanentError
 from common.job_tasks import parse_job_task
@@ -224,7 +225,7 @@ class StatementWriter:
 
 def parse_statement_task(body: bytes) -> tuple[str, date]:
     try:
-        doc = json.loads(body)
+        doc = bounded_json.loads(body)
         account_id, day = doc["account_id"], date.fromisoformat(doc["date"])
     except (ValueError, KeyError, TypeError) as exc:
         raise PermanentError("statement task body needs account_id and date") from exc

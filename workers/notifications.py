@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.engine import Engine
 
+from common import bounded_json
 from common.db import accounts, outbox
 from common.egress import (
     DestinationRefused,
@@ -171,7 +172,7 @@ class Notifier:
 
 def _outbox_id(body: bytes) -> int:
     try:
-        value = json.loads(body)["outbox_id"]
+        value = bounded_json.loads(body)["outbox_id"]
     except (ValueError, KeyError, TypeError) as exc:
         raise PermanentError("task body has no outbox_id") from exc
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:

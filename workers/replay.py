@@ -16,7 +16,6 @@ back to `pending` and counts as failed.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from common import bounded_json
 from common.db import dead_letters, replays
 from common.db.dead_letters import REPLAY_ID, REPLAY_OF, DeadLetter
 from common.errors import PermanentError, PublishError, TransientError
@@ -62,9 +62,9 @@ class ReplayRunner:
 
     def __call__(self, body: bytes) -> None:
         try:
-            doc = json.loads(body)
+            doc = bounded_json.loads(body)
             replay_id, seq = int(doc["replay_id"]), int(doc["seq"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:  # Overflow: 1e999
             raise PermanentError("replay task body needs replay_id and seq") from exc
         started = self._clock()
         with self._engine.begin() as conn:

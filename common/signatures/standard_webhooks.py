@@ -9,7 +9,6 @@ Svix libraries do.
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from typing import Final, NamedTuple
@@ -46,7 +45,7 @@ def standard_key(secret: str) -> bytes | None:
     text = secret.removeprefix(_KEY_PREFIX).rstrip("=")
     try:
         key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character outside ASCII (a pasted "…")
         return None
     return key or None
 

@@ -301,6 +301,7 @@ def chunks(total: int) -> Iterator[bytes]:
     [
         ("/pubsub/ledger", 14 * 1024 * 1024),
         ("/tasks/jobs", 1024 * 1024),
+        ("/cron/reconcile", 64 * 1024),
         ("/admin/dead-letters/discard", 1024 * 1024),
         ("/v2/projects/local-project/locations/us-central1/queues/jobs/tasks", 512 * 1024),
     ],
@@ -309,7 +310,7 @@ def test_every_surface_has_a_body_limit(
     stack: LocalStack, client: httpx.Client, path: str, limit: int
 ) -> None:
     surface: Surface | None = next(
-        (s for s in ("pubsub", "tasks") if path.startswith(f"/{s}/")), None
+        (s for s in ("pubsub", "tasks", "cron") if path.startswith(f"/{s}/")), None
     )
     headers = {
         "Content-Type": "application/json",

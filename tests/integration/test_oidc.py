@@ -3,6 +3,7 @@ refuses and how, and how often it fetches (once per max-age, not per request).""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,7 +157,9 @@ def test_a_tampered_or_malformed_token_is_refused(google: FakeGoogle) -> None:
     other = google.token(AUDIENCE, "intruder@proj.iam.gserviceaccount.com").split(".")[1]
     with pytest.raises(Unauthorized, match="signature"):
         verifier.verify_token(f"{header}.{other}.{signature}")
-    for garbage in ("", "a.b", "a.b.c", "x" * 9000, f"{header}.{payload}"):
+    # A header nested past the interpreter's recursion limit, still under the length cap.
+    deep = base64.urlsafe_b64encode(b"[" * 3000).rstrip(b"=").decode() + f".{payload}.{signature}"
+    for garbage in ("", "a.b", "a.b.c", "x" * 9000, f"{header}.{payload}", deep):
         with pytest.raises(Unauthorized, match="malformed"):
             verifier.verify_token(garbage)
     assert google.certs_fetches <= 1

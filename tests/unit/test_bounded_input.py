@@ -51,6 +51,16 @@ def test_deep_documents_are_refused_before_the_parser_recurses() -> None:
         bounded_json.loads(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+def test_only_utf8_json_is_parsed(encoding: str) -> None:
+    """json.loads would decode these too, and a NUL or a lone surrogate would pass every check
+    written for UTF-8 bytes: a signed sender's UTF-16 body was accepted with both."""
+    assert bounded_json.loads(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a UTF-8 BOM is fine
+    for document in ('["\\u0000"]', '["a\x00"]', '{"k": "\ud800"}', '{"id": "evt_1"}'):
+        with pytest.raises(ValueError, match="UTF-8"):
+            bounded_json.loads(document.encode(encoding, "surrogatepass"))
+
+
 def test_brackets_inside_strings_do_not_count() -> None:
     body = json.dumps({"text": "[" * 10_000}).encode()
     assert bounded_json.loads(body) == {"text": "[" * 10_000}

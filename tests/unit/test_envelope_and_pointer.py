@@ -47,6 +47,7 @@ def test_attributes_omitted_when_empty() -> None:
         b"{}",
         b'{"message": {}}',
         json.dumps({"message": {"messageId": "1", "data": "!!"}}).encode(),
+        json.dumps({"message": {"messageId": "1", "data": "\x80"}}).encode(),
         json.dumps({"message": {"messageId": "1", "attributes": {"a": 1}}}).encode(),
     ],
 )

@@ -211,6 +211,15 @@ def test_blank_secrets_mean_not_configured(scheme: str, data: st.DataObject) -> 
         request.verify(data.draw(blank_secrets))
 
 
+@pytest.mark.parametrize("scheme", STANDARD_LIKE)
+@pytest.mark.parametrize("secret", ["whsec_\x80", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\u2026"])
+def test_a_key_that_is_not_ascii_base64_is_an_invalid_secret(scheme: str, secret: str) -> None:
+    """A key pasted with a non-ASCII character: a refusal that says so, not a crash."""
+    request = SignedRequest(headers=[], body=b"{}")
+    with pytest.raises(SignatureInvalid, match=r"^invalid secret configured$"):
+        verifier_for(scheme).verify(request, [secret], int(time.time()))
+
+
 @EXAMPLES
 @given(
     names=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=8, unique=True),
