@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from common.secrets import env_var_for
 from common.topology import get_topology
+from tests.support.dev_process import launch_dev
 from tests.support.samples import samples
 from tests.support.stack import (
     ADMIN_TOKEN,
@@ -51,23 +52,8 @@ def start_dev(data_dir: Path, port: int) -> DevStack:
     env.update({"HOOKYARD_DATA_DIR": str(data_dir), "HOOKYARD_PORT": str(port)})
     env["HOOKYARD_PUBSUB_PORT"] = "0"  # stacks run side by side: never Google's fixed 8085
     env["HOOKYARD_NOTIFY_ALLOW_LOOPBACK"] = "true"  # the test's receiver is on 127.0.0.1
-    log_path = data_dir.parent / f"dev-{port}-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hookyard", "dev"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    stack = DevStack(process, f"http://127.0.0.1:{port}", data_dir, env, log_path)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"hookyard dev exited early:\n{log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{stack.url}/health/ready", timeout=10).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, timeout=180, interval=0.1)
-    return stack
+    process, log_path = launch_dev(env, data_dir, port)
+    return DevStack(process, f"http://127.0.0.1:{port}", data_dir, env, log_path)
 
 
 @pytest.fixture(scope="module")

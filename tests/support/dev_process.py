@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,26 +48,39 @@ def dev_process(data_dir: Path, **settings: str) -> Iterator[DevProcess]:
         HOOKYARD_PUBSUB_PORT="0",
     )  # fmt: skip
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"dev-{port}.log"
+    process, log_path = launch_dev(env, data_dir, port)
+    dev = DevProcess(process, f"http://127.0.0.1:{port}", port, data_dir, log_path)
+    try:
+        yield dev
+    finally:
+        _stop(process)
+
+
+def launch_dev(
+    env: dict[str, str], data_dir: Path, port: int
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Starts `hookyard dev` with `env`, its output in a log beside the data directory, and
+    waits until it answers ready (failing with the log's tail if it exits first)."""
+    log_path = data_dir.parent / f"dev-{port}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "hookyard", "dev"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    dev = DevProcess(process, f"http://127.0.0.1:{port}", port, data_dir, log_path)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"hookyard dev exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"hookyard dev exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{dev.url}/health/ready", timeout=10).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=180, interval=0.2)
-        yield dev
-    finally:
+        wait_for(ready, timeout=180, interval=0.1)
+    except BaseException:
         _stop(process)
+        raise
+    return process, log_path
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
