@@ -14,7 +14,9 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from tests.support.stack import stripe_event
 
 ACCOUNTS = tuple(f"acct_chaos_{n:03d}" for n in range(100))
 CURRENCY = "usd"
@@ -59,17 +61,6 @@ class Plan:
     """Indexes into `events`, shuffled, with the duplicates and triplicates mixed in."""
 
 
-def _body(event_id: str, event_type: str, account: str, **obj: Any) -> bytes:
-    payload = {
-        "id": event_id,
-        "object": "event",
-        "type": event_type,
-        "created": 1_700_000_000,
-        "data": {"object": {"currency": CURRENCY, "metadata": {"account_id": account}, **obj}},
-    }
-    return json.dumps(payload, indent=2).encode()
-
-
 def _poison(event_id: str, account: str, kind: int) -> tuple[str, bytes, str]:
     """Inputs the hostile-input issue names, signed as Stripe signs: each is accepted by
     ingest (it verifies, it has an id) and must end as a dead letter with a reason."""
@@ -79,31 +70,35 @@ def _poison(event_id: str, account: str, kind: int) -> tuple[str, bytes, str]:
             obj = {"id": f"pi_{event_id}", "amount_received": -5, "latest_charge": charge}
             return (
                 "payment_intent.succeeded",
-                _body(event_id, "payment_intent.succeeded", account, **obj),
+                stripe_event(event_id, "payment_intent.succeeded", account, **obj),
                 "negative amount",
             )
         case 1:
             obj = {"id": f"pi_{event_id}", "amount_received": 2**70, "latest_charge": charge}
             return (
                 "payment_intent.succeeded",
-                _body(event_id, "payment_intent.succeeded", account, **obj),
+                stripe_event(event_id, "payment_intent.succeeded", account, **obj),
                 "amount out of range",
             )
         case 2:
             body = json.loads(
-                _body(event_id, "payout.paid", account, id=f"po_{event_id}", amount=10)
+                stripe_event(event_id, "payout.paid", account, id=f"po_{event_id}", amount=10)
             )
             body["data"]["object"]["currency"] = "eur"
             return "payout.paid", json.dumps(body).encode(), "currency mismatch"
         case 3:
             body = json.loads(
-                _body(event_id, "payment_intent.succeeded", account, amount_received=10)
+                stripe_event(event_id, "payment_intent.succeeded", account, amount_received=10)
             )
             del body["data"]["object"]["metadata"]
             return "payment_intent.succeeded", json.dumps(body).encode(), "no account"
         case _:
             obj = {"id": f"po_{event_id}", "amount": 10, "description": "nul\u0000byte"}
-            return "payout.paid", _body(event_id, "payout.paid", account, **obj), "NUL in a string"
+            return (
+                "payout.paid",
+                stripe_event(event_id, "payout.paid", account, **obj),
+                "NUL in a string",
+            )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -122,7 +117,7 @@ def make_plan(events: int, seed: int) -> Plan:
         event_id = new_id()
         if roll < UNKNOWN_ACCOUNT_SHARE:
             stranger = f"acct_missing_{rng.randrange(1000)}"
-            body = _body(event_id, "payment_intent.succeeded", stranger, amount_received=100)
+            body = stripe_event(event_id, "payment_intent.succeeded", stranger, amount_received=100)
             out.append(
                 Event(
                     event_id,
@@ -148,7 +143,7 @@ def make_plan(events: int, seed: int) -> Plan:
                 "amount_received": amount,
                 "latest_charge": charge,
             }
-            body = _body(event_id, "payment_intent.succeeded", account, **obj)
+            body = stripe_event(event_id, "payment_intent.succeeded", account, **obj)
             out.append(
                 Event(
                     event_id,
@@ -165,7 +160,7 @@ def make_plan(events: int, seed: int) -> Plan:
                 continue
             cumulative = rng.randint(refunded + 1, amount)
             charges[account][index] = (charge, amount, cumulative)
-            body = _body(
+            body = stripe_event(
                 event_id, "charge.refunded", account, id=charge, amount_refunded=cumulative
             )
             out.append(
@@ -179,7 +174,9 @@ def make_plan(events: int, seed: int) -> Plan:
             )
         elif roll < 0.72:
             amount = rng.randint(1, 5_000)
-            body = _body(event_id, "payout.paid", account, id=f"po_{event_id}", amount=amount)
+            body = stripe_event(
+                event_id, "payout.paid", account, id=f"po_{event_id}", amount=amount
+            )
             out.append(
                 Event(event_id, "payout.paid", body, Effect("payout", account, amount), "applied")
             )
@@ -187,7 +184,7 @@ def make_plan(events: int, seed: int) -> Plan:
             charge, amount, _ = rng.choice(charges[account])
             dispute = f"dp_{event_id}"
             obj = {"id": dispute, "charge": charge, "amount": amount, "status": "needs_response"}
-            body = _body(event_id, "charge.dispute.created", account, **obj)
+            body = stripe_event(event_id, "charge.dispute.created", account, **obj)
             out.append(
                 Event(
                     event_id,
@@ -207,7 +204,7 @@ def make_plan(events: int, seed: int) -> Plan:
                     "amount": amount,
                     "status": "won" if won else "lost",
                 }
-                body = _body(closed_id, "charge.dispute.closed", account, **obj)
+                body = stripe_event(closed_id, "charge.dispute.closed", account, **obj)
                 out.append(
                     Event(
                         closed_id,
@@ -221,7 +218,7 @@ def make_plan(events: int, seed: int) -> Plan:
             event_type = rng.choice(
                 ["customer.created", "invoice.paid", "charge.dispute.funds_withdrawn"]
             )
-            body = _body(event_id, event_type, account, id=f"obj_{event_id}")
+            body = stripe_event(event_id, event_type, account, id=f"obj_{event_id}")
             out.append(Event(event_id, event_type, body, Effect("none", account), "ignored"))
     sends = list(range(len(out)))
     for index in range(len(out)):
