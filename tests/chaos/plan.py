@@ -3,8 +3,9 @@
 The expectation is computed here from the events alone, by rules restated from Stripe's
 event shapes (a payment adds `amount_received`; refunds report a charge's cumulative
 `amount_refunded`, so only the largest one counts whatever the order; a payout subtracts; a
-dispute moves its amount from available to held until it is won, returned, or lost, gone),
-never by Hookyard's code, so a bug there cannot agree with itself.
+dispute moves its amount from available to held until it is won, returned, or lost, gone,
+and the order they arrive in does not matter), never by Hookyard's code, so a bug there
+cannot agree with itself.
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ class Event:
     body: bytes
     effect: Effect
     expect: Expect
-    """What the ledger must do with it if it is accepted; a dispute closed whose opening
-    was never accepted is decided at check time (see `expected_outcome`)."""
+    """What the ledger must do with it if it is accepted, whatever else was accepted."""
     poison: str = ""
 
 
@@ -263,9 +263,7 @@ def expected(accepted: Iterable[Event]) -> Expectation:
                 balance.held += effect.amount
             case "dispute_close":
                 if effect.dispute not in opened:
-                    # Closed before it was opened, and the opening never came: retried, then
-                    # a dead letter with that reason.
-                    result.outcome[event.event_id] = "dead_letter"
+                    # The opening was never accepted: the close is recorded, nothing moves.
                     continue
                 balance.held -= effect.amount
                 if effect.won:

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.db import accounts
-from common.errors import ServiceUnavailable
 from tests.support.pushes import ledger_push
 from tests.support.stack import stripe_event
 from workers.push import Worker
@@ -168,17 +167,72 @@ def test_dispute_lost_removes_the_held_amount(worker: Worker, engine: Engine) ->
     assert lost == 250
 
 
-def test_dispute_closed_before_created_is_retried_not_applied(
+def outcomes(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT event_id, outcome FROM inbox"))
+        return {row.event_id: row.outcome for row in rows}
+
+
+def lost_to_disputes(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT coalesce(sum(amount), 0) FROM postings"
+                    " WHERE ledger_account = 'platform:disputes-lost'"
+                )
+            ).scalar_one()
+        )
+
+
+def pay(worker: Worker, event_id: str, amount: int) -> None:
+    body = stripe_event(event_id, "payment_intent.succeeded", "acct", amount_received=amount)
+    deliver(worker, event_id, body)
+
+
+def test_dispute_won_before_it_was_opened_never_holds(worker: Worker, engine: Engine) -> None:
+    """However long before its opening the close comes, it is recorded, not retried."""
+    pay(worker, "p1", 90)
+    deliver(worker, "c1", dispute("c1", "charge.dispute.closed", status="won", amount=40))
+    assert (balance(engine), held(engine)) == (90, 0)
+    deliver(worker, "o1", dispute("o1", "charge.dispute.created", amount=40))
+    deliver(worker, "o1", dispute("o1", "charge.dispute.created", amount=40), message_id="again")
+    deliver(worker, "c2", dispute("c2", "charge.dispute.closed", status="lost", amount=40))
+    assert (balance(engine), held(engine), lost_to_disputes(engine)) == (90, 0, 0)
+    assert outcomes(engine) == {"p1": "applied", "c1": "applied", "o1": "applied", "c2": "ignored"}
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM disputes")).one()
+        assert conn.execute(sa.text("SELECT count(*) FROM dead_letters")).scalar_one() == 0
+    assert (row.status, row.amount, row.opened_by, row.closed_by) == ("won", 40, "o1", "c1")
+
+
+def test_dispute_lost_before_it_was_opened_takes_its_amount_when_it_opens(
     worker: Worker, engine: Engine
 ) -> None:
-    with pytest.raises(ServiceUnavailable):
-        deliver(worker, "early", dispute("early", "charge.dispute.closed", status="won", amount=10))
+    pay(worker, "p1", 90)
+    deliver(worker, "c1", dispute("c1", "charge.dispute.closed", status="lost", amount=40))
+    deliver(worker, "c1", dispute("c1", "charge.dispute.closed", status="lost", amount=40))
+    assert (balance(engine), held(engine), lost_to_disputes(engine)) == (90, 0, 0)
+    deliver(worker, "o1", dispute("o1", "charge.dispute.created", amount=40))
+    assert (balance(engine), held(engine), lost_to_disputes(engine)) == (50, 0, 40)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM inbox")).scalar_one() == 0
-        assert conn.execute(sa.text("SELECT count(*) FROM dead_letters")).scalar_one() == 0
-    deliver(worker, "d1", dispute("d1", "charge.dispute.created", amount=10))
-    deliver(worker, "early", dispute("early", "charge.dispute.closed", status="won", amount=10))
-    assert (balance(engine), held(engine)) == (0, 0)
+        caused = conn.execute(
+            sa.text("SELECT event_id, kind FROM ledger_transactions WHERE kind LIKE 'dispute%'")
+        ).all()
+    assert [tuple(row) for row in caused] == [("o1", "dispute.lost")]
+    assert outcomes(engine)["c1"] == "applied"
+
+
+def test_dispute_closed_early_on_one_account_cannot_open_on_another(
+    worker: Worker, engine: Engine
+) -> None:
+    deliver(worker, "c1", dispute("c1", "charge.dispute.closed", status="lost", amount=40))
+    body = stripe_event("o1", "charge.dispute.created", "other", id="dp_1", amount=40)
+    deliver(worker, "o1", body)
+    with engine.connect() as conn:
+        reason = conn.execute(sa.text("SELECT error_message FROM dead_letters")).scalar_one()
+    assert "belongs to another account" in reason
+    assert (balance(engine, "other"), lost_to_disputes(engine)) == (0, 0)
 
 
 def test_ledger_changes_write_outbox_rows_only_for_notifiable_accounts(

@@ -1,5 +1,8 @@
 """A reference model of one account's ledger: a Stripe event history applied once, in order.
 
+A dispute's close may come before its opening (senders do not promise order): nothing was
+held, so a dispute won moves nothing and one lost takes its amount from available.
+
 Deliberately independent of `workers.ledger`: it restates the rules from the event shapes
 (payments add `amount_received`, refunds carry a charge's cumulative `amount_refunded`,
 payouts subtract, a dispute moves its amount from available to held until it is won or lost)
@@ -69,16 +72,14 @@ class Balances:
     held: int
 
 
-class InvalidHistory(ValueError):
-    """The history cannot be applied in order (a dispute closed before it was opened)."""
-
-
 def apply_in_order(history: Sequence[HistoryEvent]) -> Balances:
     """The balances after applying every event exactly once, in the order given."""
     available = held = 0
     refunded: dict[str, int] = {}
     dispute_amounts: dict[str, int] = {}
     open_disputes: set[str] = set()
+    closed_first: dict[str, bool] = {}
+    """Disputes closed before they were opened: won or not."""
     for event in history:
         match event:
             case Payment(amount=amount):
@@ -90,15 +91,20 @@ def apply_in_order(history: Sequence[HistoryEvent]) -> Balances:
             case Payout(amount=amount):
                 available -= amount
             case DisputeOpened(dispute_id=dispute_id, amount=amount):
-                if dispute_id not in dispute_amounts:
-                    dispute_amounts[dispute_id] = amount
-                    open_disputes.add(dispute_id)
-                    available -= amount
-                    held += amount
+                if dispute_id in dispute_amounts:
+                    continue
+                dispute_amounts[dispute_id] = amount
+                if dispute_id in closed_first:
+                    if not closed_first[dispute_id]:
+                        available -= amount
+                    continue
+                open_disputes.add(dispute_id)
+                available -= amount
+                held += amount
             case DisputeClosed(dispute_id=dispute_id, won=won):
                 if dispute_id not in dispute_amounts:
-                    raise InvalidHistory(f"dispute {dispute_id!r} closed before it was opened")
-                if dispute_id in open_disputes:
+                    closed_first.setdefault(dispute_id, won)
+                elif dispute_id in open_disputes:
                     open_disputes.remove(dispute_id)
                     held -= dispute_amounts[dispute_id]
                     if won:

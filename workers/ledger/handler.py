@@ -13,6 +13,8 @@ returned so the caller can relay it right after commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.engine import Connection
 
 from common.db import accounts, disputes, inbox, ledger, ledger_apply, outbox
@@ -92,7 +94,8 @@ def _apply_in_one_statement(
     conn: Connection, event: Event, command: PaymentSucceeded | PayoutPaid
 ) -> list[int]:
     key = EventKey(event.source, event.id)
-    kind, entries = _entries(conn, command, key)
+    move = _entries(conn, command, key)
+    kind, entries = move.kind, move.postings
     account_id = command.account_id
     available, held = _deltas(account_id, entries)
     outcome = ledger_apply.apply(
@@ -131,12 +134,15 @@ def _apply_in_one_statement(
 def apply_event(
     conn: Connection, key: EventKey, command: Effect, *, subscription: str
 ) -> list[int]:
-    kind, entries = _entries(conn, command, key)
-    entries = [p for p in entries if p.amount]
+    move = _entries(conn, command, key)
+    kind, entries = move.kind, [p for p in move.postings if p.amount]
     if not entries:
         _explain_rejection(conn, command)
-        mark_ignored(conn, key, subscription=subscription)
-        log.info("event changes nothing", kind=kind)
+        if move.recorded:
+            log.info("event recorded; no balance moves", kind=kind)
+        else:
+            mark_ignored(conn, key, subscription=subscription)
+            log.info("event changes nothing", kind=kind)
         return []
     account_id = command.account_id
     available, held = _deltas(account_id, entries)
@@ -182,12 +188,21 @@ def _announce(conn: Connection, account: Account, cause: EventKey) -> int:
     )
 
 
-def _entries(conn: Connection, command: Effect, key: EventKey) -> tuple[str, list[Posting]]:
+@dataclass(frozen=True, slots=True)
+class Move:
+    kind: str
+    postings: list[Posting]
+    recorded: bool = False
+    """The event changed state outside the ledger (a dispute closed before it was opened),
+    so it is applied even with nothing to post."""
+
+
+def _entries(conn: Connection, command: Effect, key: EventKey) -> Move:
     match command:
         case PaymentSucceeded(account_id=account_id, amount=amount):
-            return "payment", postings.payment(account_id, amount)
+            return Move("payment", postings.payment(account_id, amount))
         case PayoutPaid(account_id=account_id, amount=amount):
-            return "payout", postings.payout(account_id, amount)
+            return Move("payout", postings.payout(account_id, amount))
         case ChargeRefunded(account_id=account_id, charge_id=charge_id):
             # The charge row references the account, so check the account before creating it.
             _explain_rejection(conn, command, lock=True)
@@ -197,33 +212,60 @@ def _entries(conn: Connection, command: Effect, key: EventKey) -> tuple[str, lis
             delta = postings.refund_delta(command.cumulative_refunded, applied)
             if delta:
                 ledger.set_refunded(conn, charge_id, command.cumulative_refunded)
-            return "refund", postings.refund(account_id, delta)
-        case DisputeCreated(account_id=account_id, dispute_id=dispute_id, amount=amount):
+            return Move("refund", postings.refund(account_id, delta))
+        case DisputeCreated():
             _explain_rejection(conn, command, lock=True)
-            if not disputes.open_dispute(conn, dispute_id, account_id, amount, key.event_id):
-                return "dispute.hold", []
-            return "dispute.hold", postings.hold(account_id, amount)
+            return _open_dispute(conn, command, key)
         case DisputeClosed():
             _explain_rejection(conn, command, lock=True)
             return _close_dispute(conn, command, key)
     raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
 
-def _close_dispute(
-    conn: Connection, command: DisputeClosed, key: EventKey
-) -> tuple[str, list[Posting]]:
-    kind = "dispute.won" if command.won else "dispute.lost"
-    dispute = disputes.lock(conn, command.dispute_id)
-    if dispute is None:
-        # Out of order: the broker retries with backoff until `created` has been applied.
-        raise TransientError(f"dispute {command.dispute_id!r} closed before it was created")
-    if dispute.account_id != command.account_id:
-        raise PermanentError(f"dispute {command.dispute_id!r} belongs to another account")
-    if dispute.status != "open":
-        return kind, []
-    disputes.close(conn, dispute.id, "won" if command.won else "lost", key.event_id)
+def _open_dispute(conn: Connection, command: DisputeCreated, key: EventKey) -> Move:
+    """Holds the amount. A dispute already closed was never held: won, nothing moves; lost,
+    the amount leaves the available balance directly."""
+    account_id, amount = command.account_id, command.amount
+    if disputes.open_dispute(conn, command.dispute_id, account_id, amount, key.event_id):
+        return Move("dispute.hold", postings.hold(account_id, amount))
+    dispute = _locked(conn, command.dispute_id, account_id)
+    if dispute.opened:
+        return Move("dispute.hold", [])
+    disputes.open_closed(conn, dispute.id, amount, key.event_id)
+    if dispute.status == "won":
+        return Move("dispute.won", [], recorded=True)
+    return Move("dispute.lost", postings.forfeit_unheld(account_id, amount), recorded=True)
+
+
+def _close_dispute(conn: Connection, command: DisputeClosed, key: EventKey) -> Move:
+    kind, status = _closed_kind(command.won), _status(command.won)
+    account_id, dispute_id = command.account_id, command.dispute_id
+    if disputes.close_unopened(conn, dispute_id, account_id, status, key.event_id):
+        return Move(kind, [], recorded=True)
+    dispute = _locked(conn, dispute_id, account_id)
+    if dispute.status != "open" or dispute.amount is None:
+        return Move(kind, [])
+    disputes.close(conn, dispute.id, status, key.event_id)
     move = postings.release if command.won else postings.forfeit
-    return kind, move(dispute.account_id, dispute.amount)
+    return Move(kind, move(account_id, dispute.amount))
+
+
+def _locked(conn: Connection, dispute_id: str, account_id: str) -> disputes.Dispute:
+    """The dispute's row, which the caller's insert just found to exist."""
+    dispute = disputes.lock(conn, dispute_id)
+    if dispute is None:  # pragma: no cover - rows are never deleted
+        raise TransientError(f"dispute {dispute_id!r} vanished while it was being applied")
+    if dispute.account_id != account_id:
+        raise PermanentError(f"dispute {dispute_id!r} belongs to another account")
+    return dispute
+
+
+def _closed_kind(won: bool) -> str:
+    return "dispute.won" if won else "dispute.lost"
+
+
+def _status(won: bool) -> disputes.Outcome:
+    return "won" if won else "lost"
 
 
 def _explain_rejection(conn: Connection, command: Effect, *, lock: bool = False) -> None:

@@ -41,6 +41,11 @@ def forfeit(account_id: str, amount: int) -> list[Posting]:
     return [Posting(held(account_id), -amount), Posting(DISPUTES_LOST, amount)]
 
 
+def forfeit_unheld(account_id: str, amount: int) -> list[Posting]:
+    """A dispute lost before its opening arrived: nothing was held, so it leaves available."""
+    return [Posting(available(account_id), -amount), Posting(DISPUTES_LOST, amount)]
+
+
 def refund_delta(cumulative: int, already_applied: int) -> int:
     """Refunds arrive cumulative and possibly out of order: only growth is applied."""
     return max(0, cumulative - already_applied)
