@@ -14,6 +14,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth
 
 from common.service_identity import Surface
+from functions.operations import MAX_ADMIN_BODY_BYTES
 from hookyard.stack import LocalStack
 from tests.support.postgres import TestServer
 from tests.support.stack import (
@@ -68,6 +69,36 @@ def test_every_documented_operation_is_routed(live: LocalStack, document: dict[s
             documented = operation["responses"]
             assert str(response.status_code) in documented, (method, concrete, response.text)
             assert response.headers["X-Content-Type-Options"] == "nosniff", (method, concrete)
+
+
+def test_every_operation_taking_a_body_documents_its_413(document: dict[str, Any]) -> None:
+    """tests/security/test_big_bodies.py sends an oversized body to each of these surfaces."""
+    missing = [
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict) and "requestBody" in operation
+        and "413" not in operation["responses"]
+    ]  # fmt: skip
+    assert missing == []
+
+
+def test_every_admin_body_over_the_limit_is_a_413_problem(
+    live: LocalStack, document: dict[str, Any]
+) -> None:
+    oversized = b'{"reason": "' + b"x" * MAX_ADMIN_BODY_BYTES + b'"}'
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    seen = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if not path.startswith("/admin/") or "requestBody" not in operation:
+                continue
+            url = live.url + _concrete(path, operation, item, document)
+            response = httpx.request(method, url, content=oversized, headers=headers, timeout=60)
+            assert response.status_code == 413, (method, path, response.text[:200])
+            assert response.headers["Content-Type"] == "application/problem+json"
+            seen += 1
+    assert seen >= 5
 
 
 SERVICE_SURFACES: dict[str, Surface] = {
