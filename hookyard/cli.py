@@ -116,8 +116,10 @@ def dev(
         raise fail(str(exc)) from None
     try:
         if "admin-token" in stack.generated_secrets:
-            token = (stack.secrets_dir / "admin-token").read_text().strip()
-            typer.echo(f"admin token (saved in {stack.secrets_dir}/admin-token): {token}", err=True)
+            # Where, never what: a terminal's output ends up in logs and CI transcripts.
+            path = stack.secrets_dir / "admin-token"
+            typer.echo(f"admin token generated: {path} (the CLI reads it; curl: $(cat {path}))",
+                       err=True)  # fmt: skip
         # The line to copy into a shell whose google-cloud-pubsub clients publish here.
         typer.echo(f"export PUBSUB_EMULATOR_HOST={stack.pubsub_emulator_host}", err=True)
         while not stop.wait(0.5):
