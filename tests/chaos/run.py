@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -47,6 +46,7 @@ from sqlalchemy.engine import Engine
 
 from tests.chaos.check import Verdict, verdict
 from tests.chaos.plan import ACCOUNTS, CURRENCY, Event, Plan, make_plan
+from tests.support.secret_scan import find_secrets, stack_secrets
 
 INJECT = Path(__file__).with_name("inject")
 FAIL_SHARE = 0.1
@@ -289,30 +289,11 @@ class Outcome:
         return "\n".join(lines)
 
 
-HEX_64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
-JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
-
-
 def _secret_hits(log: Path, values: list[str], signatures: set[str]) -> list[str]:
     """The run's secrets, the stack's own (its generated keys), every signature sent, and any
     bearer token at all: none may appear in what the stack wrote."""
-    text = log.read_bytes()
-    hits = [
-        f"secret {value[:4]}…" for value in values if len(value) >= 8 and value.encode() in text
-    ]
-    logged_hex = {match.decode() for match in HEX_64.findall(text)}
-    hits += [f"signature {sig[:8]}…" for sig in sorted(logged_hex & signatures)]
-    hits += [f"token {token[:12].decode()}…" for token in JWT.findall(text)[:5]]
-    return hits
-
-
-def _stack_secrets(data_dir: Path) -> list[str]:
-    """Lines of the secrets the stack generated for itself (its token-signing key above all)."""
-    found = []
-    for path in sorted((data_dir / "secrets").glob("*")):
-        if path.is_file() and not path.name.endswith("-cert.pem"):  # a certificate is public
-            found += [line.strip() for line in path.read_text(errors="replace").splitlines()]
-    return [line for line in found if len(line) >= 16 and not line.startswith("-----")]
+    sent = {signature.encode() for signature in signatures}
+    return find_secrets(log.read_bytes(), values, sent)
 
 
 def run(events: int, seed: int, threads: int = THREADS, quiet_bound_s: float = 900.0) -> Outcome:
@@ -389,7 +370,7 @@ def run(events: int, seed: int, threads: int = THREADS, quiet_bound_s: float = 9
                 engine.dispose()
             finally:
                 stack.stop()
-        own = _stack_secrets(work / "data")
+        own = stack_secrets(work / "data")
         hits = _secret_hits(log, [stripe_secret, admin_token, *own], tally.signatures)
         hits += [f"echoed in the response to {echo}" for echo in tally.echoed]
         outcome = Outcome(plan, tally, result, quiet, hits, time.monotonic() - started)

@@ -21,6 +21,7 @@ from common.secrets import env_var_for
 from common.topology import get_topology
 from tests.support.dev_process import launch_dev
 from tests.support.samples import samples
+from tests.support.secret_scan import assert_log_clean
 from tests.support.stack import (
     ADMIN_TOKEN,
     TEST_SECRETS,
@@ -65,6 +66,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     finally:
         if stack.process.poll() is None:
             stack.stop()
+    assert_log_clean(stack.log_path, data_dir)
 
 
 def _alive(pid: int) -> bool:

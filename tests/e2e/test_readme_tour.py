@@ -29,6 +29,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from tests.support.secret_scan import assert_log_clean
 from tests.support.stack import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -215,6 +216,7 @@ def stack(checkout: Path, tmp_path: Path) -> Iterator[str]:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
+    assert_log_clean(log_path, checkout / ".hookyard")
 
 
 def test_readme_tour_section_is_found_and_parsed() -> None:

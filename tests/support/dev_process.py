@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.support.secret_scan import assert_log_clean
 from tests.support.stack import TEST_SECRETS, free_port, wait_for
 
 
@@ -54,6 +55,7 @@ def dev_process(data_dir: Path, **settings: str) -> Iterator[DevProcess]:
         yield dev
     finally:
         _stop(process)
+    assert_log_clean(log_path, data_dir)
 
 
 def launch_dev(

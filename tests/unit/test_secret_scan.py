@@ -1,4 +1,4 @@
-"""The chaos run's search of the stack's log finds each kind of leak it claims to look for."""
+"""The secret search (chaos run, dev logs, every test's output) finds each kind of leak."""
 
 from __future__ import annotations
 
@@ -30,3 +30,24 @@ def test_each_kind_of_leak_is_found(tmp_path: Path) -> None:
     assert _secret_hits(_log(tmp_path, leaked), [], {SIGNATURE}) == [f"signature {SIGNATURE[:8]}…"]
     token = b"Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXBhcnQ"
     assert _secret_hits(_log(tmp_path, token), [], set()) == ["token eyJhbGciOiJS…"]
+
+
+def test_only_signature_headers_are_recorded() -> None:
+    from tests.support.secret_scan import SIGNATURES, record_signatures
+
+    signature = "v1," + "A" * 43 + "="
+    record_signatures(
+        {"webhook-id": "msg_" + "b" * 24, "webhook-timestamp": "1", "webhook-signature": signature}
+    )
+    assert ("A" * 43 + "=").encode() in SIGNATURES
+    assert not any(entry.startswith(b"msg_") for entry in SIGNATURES)
+
+
+def test_a_test_whose_output_holds_a_signature_it_made_is_caught() -> None:
+    from tests.support.secret_scan import captured_output_hits
+    from tests.support.stack import signed_stripe
+
+    header = signed_stripe(b"{}")["Stripe-Signature"]
+    leaked = [("Captured log call", f"WARNING header {header}")]
+    assert [hit.split()[0] for hit in captured_output_hits(leaked)] == ["signature"]
+    assert captured_output_hits([("Captured stdout call", "body_sha256 " + "ab" * 32)]) == []
