@@ -7,7 +7,6 @@ Reads go through the repositories in `common/`; this function never imports work
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy.engine import Engine
 
 from common.db import accounts, ledger, outbox
-from common.db.accounts import Account
 from common.db.ledger import Entry
 from common.egress import DestinationRefused, DestinationUnresolved, EgressPolicy, resolve
 from common.errors import (
@@ -43,18 +41,30 @@ from common.operator_identity import NoOperators, is_jwt
 from common.secrets import SecretStore, values_or_unavailable
 from common.tracing import parse_trace
 from functions.event_operations import SEARCH_PARAMETERS
+from functions.listings import (
+    ACCOUNT_PARAMETERS,
+    ATTEMPT_PARAMETERS,
+    AUDIT_PARAMETERS,
+    REPLAY_PARAMETERS,
+    Listings,
+    account_json,
+    check_account_id,
+)
 from functions.operations import Caller, Operations, int_arg, paged, parse_json
 
 log = get_logger(__name__)
 
 PREFIX = "/admin"
-ACCOUNT_ID = r"[A-Za-z0-9_.-]{1,128}"
 MAX_PAGE = 500
 QUERY_PARAMETERS = {
     "dead-letters": frozenset(
         {"source", "type", "subscription", "reason", "state", "since", "until", "limit", "cursor"}
     ),
     "accounts/*/entries": frozenset({"limit", "cursor"}),
+    "accounts/*/notification-attempts": ATTEMPT_PARAMETERS,
+    "accounts": ACCOUNT_PARAMETERS,
+    "replays": REPLAY_PARAMETERS,
+    "audit": AUDIT_PARAMETERS,
     "events": SEARCH_PARAMETERS,
 }
 
@@ -75,10 +85,12 @@ class Admin:
     operators: CallerVerifier = field(
         default_factory=lambda: NoOperators("ID tokens are not accepted here")
     )
+    listings: Listings = field(init=False)
 
     def __post_init__(self) -> None:
         if self.operations is None:
             self.operations = Operations(self.engine_factory)
+        self.listings = Listings(self.engine_factory)
 
     def handle(self, request: Request) -> Response:
         bind_context(parse_trace(request.headers), self.project, route=request.path)
@@ -123,6 +135,12 @@ class Admin:
             # Strict on purpose: `?sorce=stripe` must not silently list everything.
             raise BadRequest(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
         match parts:
+            case ["accounts"]:
+                require_method(request, "GET")
+                return self.listings.accounts(request)
+            case ["accounts", account_id, "notification-attempts"]:
+                require_method(request, "GET")
+                return self.listings.notification_attempts(account_id, request)
             case ["accounts", account_id, "entries"]:
                 require_method(request, "GET")
                 return self._list_entries(account_id, request)
@@ -143,6 +161,9 @@ class Admin:
             case ["dead-letters", raw_id]:
                 require_method(request, "GET")
                 return ops.get_dead_letter(raw_id)
+            case ["replays"]:
+                require_method(request, "GET")
+                return self.listings.replays(request)
             case ["replays", raw_id]:
                 require_method(request, "GET")
                 return ops.get_replay(raw_id)
@@ -164,13 +185,16 @@ class Admin:
             case ["events", source, event_id, "payload"]:
                 require_method(request, "GET")
                 return ops.get_payload(source, event_id)
+            case ["audit"]:
+                require_method(request, "GET")
+                return self.listings.audit(request)
             case ["stats"]:
                 require_method(request, "GET")
                 return ops.stats()
         raise NotFound("no such admin resource")
 
     def _put_account(self, account_id: str, request: Request) -> Response:
-        _check_account_id(account_id)
+        check_account_id(account_id)
         body = parse_json(AccountIn, request)
         currency = body.currency.lower()
         notify_url = str(body.notify_url) if body.notify_url else None
@@ -203,7 +227,7 @@ class Admin:
             log.info("notify_url does not resolve yet; delivery will check it")
 
     def _get_account(self, account_id: str) -> Response:
-        _check_account_id(account_id)
+        check_account_id(account_id)
         with self.engine_factory().connect() as conn:
             account = accounts.get(conn, account_id)
             pending = outbox.pending_for(conn, account_id) if account else 0
@@ -212,7 +236,7 @@ class Admin:
         return json_response({**account_json(account), "pending_notifications": pending})
 
     def _list_entries(self, account_id: str, request: Request) -> Response:
-        _check_account_id(account_id)
+        check_account_id(account_id)
         limit = int_arg(request.args.get("limit"), "limit", 1, MAX_PAGE) or 100
         cursor = int_arg(request.args.get("cursor"), "cursor", 0, 2**62) or 0
         with self.engine_factory().connect() as conn:
@@ -220,16 +244,6 @@ class Admin:
                 raise NotFound(f"no account {account_id!r}")
             rows = ledger.entries(conn, account_id, after_id=cursor, limit=limit + 1)
         return paged(rows, limit, entry_json)
-
-
-def account_json(account: Account) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "currency": account.currency,
-        "notify_url": account.notify_url,
-        "available": account.available,
-        "held": account.held,
-    }
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -247,11 +261,6 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 
 def _route_key(parts: list[str]) -> str:
-    if len(parts) == 3 and parts[0] == "accounts" and parts[2] == "entries":
-        return "accounts/*/entries"
+    if len(parts) == 3 and parts[0] == "accounts":
+        return f"accounts/*/{parts[2]}"
     return "/".join(parts)
-
-
-def _check_account_id(account_id: str) -> None:
-    if not re.fullmatch(ACCOUNT_ID, account_id):
-        raise BadRequest("account id must be 1-128 characters of A-Z a-z 0-9 _ . -")

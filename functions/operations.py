@@ -383,7 +383,7 @@ def replay_json(replay: Replay) -> dict[str, Any]:
 
 class _HasId(Protocol):
     @property
-    def id(self) -> int: ...
+    def id(self) -> int | str: ...
 
 
 R = TypeVar("R", bound=_HasId)

@@ -119,3 +119,22 @@ def apply_delta(
         .first()
     )
     return Account(**row) if row else None
+
+
+def list_page(
+    conn: Connection, *, prefix: str | None, after_id: str | None, limit: int
+) -> list[Account]:
+    """In id order (the database's collation, as the primary key is), keyset on the id:
+    `after_id` is the last id of the previous page."""
+    clauses = ["TRUE"]
+    params: dict[str, object] = {"limit": limit}
+    if prefix is not None:
+        clauses.append("starts_with(id, :prefix)")
+        params["prefix"] = prefix
+    if after_id is not None:
+        clauses.append("id > :after_id")
+        params["after_id"] = after_id
+    query = sa.text(
+        f"SELECT {_COLUMNS} FROM accounts WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :limit"
+    )
+    return [Account(**row) for row in conn.execute(query, params).mappings()]

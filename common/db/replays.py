@@ -84,3 +84,23 @@ def finish(conn: Connection, replay_id: int, state: str) -> None:
         ),
         {"id": replay_id, "state": state},
     )
+
+
+def list_page(
+    conn: Connection, *, state: str | None, before_id: int | None, limit: int
+) -> list[Replay]:
+    """Newest first. `before_id` is the last id of the previous page: a keyset on the
+    primary key, so replays started while an operator pages neither repeat nor shift."""
+    clauses = ["TRUE"]
+    params: dict[str, Any] = {"limit": limit}
+    if state is not None:
+        clauses.append("state = :state")
+        params["state"] = state
+    if before_id is not None:
+        clauses.append("id < :before_id")
+        params["before_id"] = before_id
+    query = sa.text(
+        f"SELECT {_COLUMNS} FROM replays WHERE {' AND '.join(clauses)} "
+        "ORDER BY id DESC LIMIT :limit"
+    )
+    return [Replay(**row) for row in conn.execute(query, params).mappings()]
