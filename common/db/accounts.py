@@ -8,6 +8,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from common.db.conditions import where
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -126,15 +128,6 @@ def list_page(
 ) -> list[Account]:
     """In id order (the database's collation, as the primary key is), keyset on the id:
     `after_id` is the last id of the previous page."""
-    clauses = ["TRUE"]
-    params: dict[str, object] = {"limit": limit}
-    if prefix is not None:
-        clauses.append("starts_with(id, :prefix)")
-        params["prefix"] = prefix
-    if after_id is not None:
-        clauses.append("id > :after_id")
-        params["after_id"] = after_id
-    query = sa.text(
-        f"SELECT {_COLUMNS} FROM accounts WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :limit"
-    )
-    return [Account(**row) for row in conn.execute(query, params).mappings()]
+    clause, params = where([("starts_with(id, {})", prefix), ("id > {}", after_id)])
+    query = sa.text(f"SELECT {_COLUMNS} FROM accounts WHERE {clause} ORDER BY id LIMIT :limit")
+    return [Account(**row) for row in conn.execute(query, {**params, "limit": limit}).mappings()]

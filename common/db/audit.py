@@ -10,6 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from common.db.conditions import where
+
 _RECORD = sa.text(
     """
     INSERT INTO operator_actions (actor, token_fingerprint, action, reason, params, result)
@@ -65,21 +67,18 @@ class AuditFilter:
 
 def list_page(conn: Connection, selection: AuditFilter, limit: int) -> list[AuditEntry]:
     """Newest first, keyset on the id: `before_id` is the last id of the previous page."""
-    clauses = ["TRUE"]
-    params: dict[str, Any] = {"limit": limit}
-    for column, operator, value in (
-        ("action", "=", selection.action),
-        ("actor", "=", selection.actor),
-        ("created_at", ">=", selection.since),
-        ("created_at", "<", selection.until),
-        ("id", "<", selection.before_id),
-    ):
-        if value is not None:
-            name = f"p{len(params)}"
-            clauses.append(f"{column} {operator} :{name}")
-            params[name] = value
+    clause, params = where(
+        [
+            ("action = {}", selection.action),
+            ("actor = {}", selection.actor),
+            ("created_at >= {}", selection.since),
+            ("created_at < {}", selection.until),
+            ("id < {}", selection.before_id),
+        ]
+    )
     query = sa.text(
         "SELECT id, created_at AS at, actor, action, reason, params, result "
-        f"FROM operator_actions WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT :limit"
+        f"FROM operator_actions WHERE {clause} ORDER BY id DESC LIMIT :limit"
     )
-    return [AuditEntry(**row) for row in conn.execute(query, params).mappings()]
+    rows = conn.execute(query, {**params, "limit": limit}).mappings()
+    return [AuditEntry(**row) for row in rows]

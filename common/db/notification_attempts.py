@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from common.db.conditions import where
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +30,16 @@ def for_account(
 ) -> list[NotificationAttempt]:
     """Newest first, keyset on the attempt id: `before_id` is the last id of the previous
     page."""
-    params: dict[str, Any] = {"account_id": account_id, "limit": limit}
-    keyset = ""
-    if before_id is not None:
-        keyset = "AND a.id < :before_id"
-        params["before_id"] = before_id
+    clause, params = where([("o.account_id = {}", account_id), ("a.id < {}", before_id)])
     query = sa.text(
         f"""
         SELECT a.id, a.outbox_id, o.kind, o.state AS outbox_state, a.attempted_at, a.url,
                a.status, a.error, a.duration_ms
         FROM notification_attempts AS a JOIN outbox AS o ON o.id = a.outbox_id
-        WHERE o.account_id = :account_id {keyset}
+        WHERE {clause}
         ORDER BY a.id DESC
         LIMIT :limit
         """
     )
-    return [NotificationAttempt(**row) for row in conn.execute(query, params).mappings()]
+    rows = conn.execute(query, {**params, "limit": limit}).mappings()
+    return [NotificationAttempt(**row) for row in rows]

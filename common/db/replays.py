@@ -10,6 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from common.db.conditions import where
+
 
 @dataclass(frozen=True, slots=True)
 class Replay:
@@ -91,16 +93,6 @@ def list_page(
 ) -> list[Replay]:
     """Newest first. `before_id` is the last id of the previous page: a keyset on the
     primary key, so replays started while an operator pages neither repeat nor shift."""
-    clauses = ["TRUE"]
-    params: dict[str, Any] = {"limit": limit}
-    if state is not None:
-        clauses.append("state = :state")
-        params["state"] = state
-    if before_id is not None:
-        clauses.append("id < :before_id")
-        params["before_id"] = before_id
-    query = sa.text(
-        f"SELECT {_COLUMNS} FROM replays WHERE {' AND '.join(clauses)} "
-        "ORDER BY id DESC LIMIT :limit"
-    )
-    return [Replay(**row) for row in conn.execute(query, params).mappings()]
+    clause, params = where([("state = {}", state), ("id < {}", before_id)])
+    query = sa.text(f"SELECT {_COLUMNS} FROM replays WHERE {clause} ORDER BY id DESC LIMIT :limit")
+    return [Replay(**row) for row in conn.execute(query, {**params, "limit": limit}).mappings()]
