@@ -247,12 +247,14 @@ class Operations:
         engine = self.engine_factory()
         if body.dry_run:
             with engine.begin() as conn:
+                _refuse_unknown_ids(conn, selection)
                 total = dead_letters.count(conn, selection)
                 caller.audit(conn, "replay.dry-run", body.reason, params, {"total": total})
             return json_response({"dry_run": True, "total": total})
         if self.tasks_factory is None:
             raise ServiceUnavailable("replays need a task queue, and none is configured")
         with engine.begin() as conn:
+            _refuse_unknown_ids(conn, selection)
             replay_id = replays.create(
                 conn, max_per_second=body.max_per_second, reason=body.reason,
                 actor=caller.actor, selection=params,
@@ -310,6 +312,7 @@ class Operations:
         body = parse_json(DiscardIn, request)
         params = body.model_dump(mode="json", exclude={"reason"})
         with self.engine_factory().begin() as conn:
+            _refuse_unknown_ids(conn, body.selection())
             count = dead_letters.discard(conn, body.selection())
             caller.audit(conn, "discard", body.reason, params, {"discarded": count})
         return json_response({"discarded": count})
@@ -363,6 +366,17 @@ def dead_letter_json(row: DeadLetter) -> dict[str, Any]:
         "replay_id": row.replay_id,
         "replay_of": row.replay_of,
     }
+
+
+def _refuse_unknown_ids(conn: Connection, selection: Selection) -> None:
+    """Named ids must all exist; one that does not fails the request before any change
+    (ids that exist but are not pending are skipped, as a filter skips them)."""
+    if not selection.ids:
+        return
+    unknown = dead_letters.missing(conn, selection.ids)
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (" …" if len(unknown) > 10 else "")
+        raise NotFound(f"no dead letter with id {shown}; nothing was changed", ids=unknown[:100])
 
 
 def replay_json(replay: Replay) -> dict[str, Any]:

@@ -351,13 +351,13 @@ def dlq_discard(
 
 
 def _warn_skipped(ids: Sequence[int] | None, selected: int) -> None:
-    """The server acts on pending dead letters only and skips other ids without a word;
+    """The server refuses unknown ids but skips ones that are not pending without a word;
     an operator who named ids explicitly should hear that some were not touched."""
     if ids and selected < len(ids):
         skipped = len(ids) - selected
         typer.echo(
             f"warning: {skipped} of {len(ids)} id{_s(len(ids))} skipped"
-            " (unknown, or not pending: already replayed, replaying or discarded)",
+            " (not pending: already replayed, replaying or discarded)",
             err=True,
         )
 

@@ -259,6 +259,17 @@ def release_ids(conn: Connection, ids: Sequence[int]) -> None:
     )
 
 
+def missing(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """The ids no dead letter has, in order: named ones that do not exist are refused
+    before anything is changed, so a typo cannot pass for "already handled"."""
+    query = sa.text(
+        "SELECT given.id FROM unnest(CAST(:ids AS bigint[])) AS given(id) "
+        "WHERE NOT EXISTS (SELECT 1 FROM dead_letters AS d WHERE d.id = given.id) "
+        "ORDER BY given.id"
+    )
+    return [int(found) for found in conn.execute(query, {"ids": list(ids)}).scalars()]
+
+
 def discard(conn: Connection, selection: Selection) -> int:
     where, params = selection.where()
     query = sa.text(

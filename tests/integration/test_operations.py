@@ -161,3 +161,30 @@ def test_cancel_stops_promptly_and_leaves_the_rest_pending(
         bad = client.post("/admin/dead-letters/discard", json={"filter": {}})
         assert bad.status_code == 400
         assert bad.json()["field"] == "reason"
+
+
+def test_a_named_id_that_does_not_exist_changes_nothing(
+    pg_server: TestServer, database: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Replay (dry or not) and discard naming an unknown id are a 404 naming it, and the
+    known ids beside it stay as they were: no state change, no replay, no audit entry."""
+    with (
+        running_stack(pg_server, database, tmp_path) as stack,
+        admin(httpx.Client(base_url=stack.url, timeout=60)) as client,
+    ):
+        _send(client, "evt_typo_0", "acct_typo", 100)
+        [dead] = wait_for(lambda: client.get("/admin/dead-letters").json()["items"])
+        unknown = dead["id"] + 1000
+        for path, extra in [
+            ("replay", {"dry_run": True}), ("replay", {}), ("discard", {}),
+        ]:  # fmt: skip
+            body = {"ids": [dead["id"], unknown], "reason": "typo", **extra}
+            refused = client.post(f"/admin/dead-letters/{path}", json=body)
+            assert refused.status_code == 404, refused.text
+            problem = refused.json()
+            assert problem["ids"] == [unknown]
+            assert str(unknown) in problem["detail"]
+        assert client.get(f"/admin/dead-letters/{dead['id']}").json()["state"] == "pending"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM operator_actions")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM replays")).scalar_one() == 0

@@ -202,10 +202,14 @@ def test_stats_then_discard_by_id_and_by_filter(stack: LocalStack, client: httpx
 
     by_id = cli(stack, "dlq", "discard", str(dead[0]["id"]), "--reason", "test data", "--json")
     assert ok_json(by_id) == {"discarded": 1}
-    again = cli(stack, "dlq", "discard", str(dead[0]["id"]), "999", "--reason", "test data")
+    again = cli(stack, "dlq", "discard", str(dead[0]["id"]), "--reason", "test data")
     assert again.exit_code == 0, again.stderr
     assert again.stdout == "discarded 0 dead letters\n"
-    assert again.stderr.startswith("warning: 2 of 2 ids skipped")
+    assert again.stderr.startswith("warning: 1 of 1 id skipped")
+    typo = cli(stack, "dlq", "discard", str(dead[1]["id"]), "999999", "--reason", "test data")
+    assert typo.exit_code == 1
+    assert typo.stderr == "error: no dead letter with id 999999; nothing was changed\n"
+    assert ok_json(cli(stack, "dlq", "show", str(dead[1]["id"]), "--json"))["state"] == "pending"
     by_filter = cli(
         stack, "dlq", "discard", "--filter", "reason=unknown account",
         "--filter", "source=stripe", "--reason", "account closed for good",
