@@ -23,7 +23,7 @@ app = typer.Typer(
     name="hookyard",
     help="Webhooks and scheduled jobs on Google Cloud, and the local stack to run them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 register_operator_commands(app)
@@ -44,8 +44,23 @@ def usage(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"hookyard {version('hookyard')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def check_settings() -> None:
+def check_settings(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
     """Every command reads HOOKYARD_* settings; a malformed one is named in one line here
     rather than surfacing later as a pydantic traceback."""
     from pydantic import ValidationError

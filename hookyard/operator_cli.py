@@ -825,6 +825,21 @@ def stats(
             )
         )
     _print_wide(console, by_reason)
+    console.print(_reconciliation_line(body.get("last_reconciliation")))
+
+
+def _reconciliation_line(last: JsonObject | None) -> Text:
+    """The hourly ledger check: when it last ran and what it found."""
+    if not last:
+        return Text("last reconciliation: never run")
+    found = "ok" if last.get("ok") else f"{last.get('problem_count')} problem(s)"
+    line = f"last reconciliation: {found}, checked {last.get('checked_at')}"
+    if not last.get("ok"):
+        problems = "; ".join(
+            _printable(json.dumps(p, sort_keys=True)) for p in last.get("problems") or []
+        )
+        line += f" ({problems})" if problems else ""
+    return Text(line)
 
 
 # -- plumbing -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from typer.testing import Result
 
+from common.db import reconciliations
 from hookyard import admin_client, operator_cli
 from hookyard.admin_client import operator_name
 from hookyard.cli import app
@@ -199,6 +201,13 @@ def test_stats_then_discard_by_id_and_by_filter(stack: LocalStack, client: httpx
     assert tables.exit_code == 0, tables.stderr
     assert "ledger" in tables.stdout
     assert "unknown account 'acct_gone'" in tables.stdout
+    assert "last reconciliation:" in tables.stdout
+    assert stack.engine is not None
+    with stack.engine.begin() as conn:
+        reconciliations.record(conn, datetime.now(UTC), [{"account_id": "acct_x", "drift": 5}])
+    checked = cli(stack, "stats")
+    assert "last reconciliation: 1 problem(s)" in checked.stdout
+    assert '{"account_id": "acct_x", "drift": 5}' in checked.stdout
 
     by_id = cli(stack, "dlq", "discard", str(dead[0]["id"]), "--reason", "test data", "--json")
     assert ok_json(by_id) == {"discarded": 1}
