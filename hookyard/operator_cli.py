@@ -153,9 +153,17 @@ FilterOption = Annotated[
     typer.Option(
         "--filter",
         metavar="KEY=VALUE",
-        help=f"Select by {', '.join(FILTER_KEYS)} (repeatable; reason matches a substring).",
+        help="Deprecated: use --source, --type, --subscription, --error, --since, --until.",
         show_default=False,
+        hidden=True,
     ),
+]
+SubscriptionOption = Annotated[
+    str | None, typer.Option("--subscription", help="Subscription name.", show_default=False)
+]
+ErrorOption = Annotated[
+    str | None,
+    typer.Option("--error", help="Substring of the failure reason.", show_default=False),
 ]
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why, for the audit trail.", show_default=False)
@@ -170,8 +178,8 @@ def dlq_list(
     *,
     source: SourceOption = None,
     event_type: TypeOption = None,
-    subscription: Annotated[str | None, typer.Option(help="Subscription name.")] = None,
-    reason: Annotated[str | None, typer.Option(help="Substring of the failure reason.")] = None,
+    subscription: SubscriptionOption = None,
+    error: ErrorOption = None,
     state: Annotated[DeadLetterState | None, typer.Option(help="Dead-letter state.")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -182,13 +190,9 @@ def dlq_list(
 ) -> None:
     """List dead letters: what failed, where, how often and why."""
     where = _compact_filter(
-        source=source,
-        type=event_type,
-        subscription=subscription,
-        reason=reason,
-        since=since,
-        until=until,
-    )
+        source=source, type=event_type, subscription=subscription, reason=error,
+        since=since, until=until,
+    )  # fmt: skip
     with _admin(url, token) as client:
         items = list(
             client.iter_dead_letters(
@@ -285,6 +289,12 @@ def dlq_replay(
     *,
     reason: ReasonOption,
     ids: IdsArgument = None,
+    source: SourceOption = None,
+    event_type: TypeOption = None,
+    subscription: SubscriptionOption = None,
+    error: ErrorOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     filters: FilterOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count what would be replayed.")
@@ -301,7 +311,11 @@ def dlq_replay(
 
     Ctrl-C cancels the replay on the server and exits 1.
     """
-    selected_ids, where = _selection(ids, filters)
+    flags = _compact_filter(
+        source=source, type=event_type, subscription=subscription, reason=error,
+        since=since, until=until,
+    )  # fmt: skip
+    selected_ids, where = _selection(ids, filters, flags)
     reason = _reason(reason)
     with _admin(url, token) as client:
         started = client.replay(
@@ -332,13 +346,23 @@ def dlq_discard(
     *,
     reason: ReasonOption,
     ids: IdsArgument = None,
+    source: SourceOption = None,
+    event_type: TypeOption = None,
+    subscription: SubscriptionOption = None,
+    error: ErrorOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     filters: FilterOption = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Mark dead letters as discarded: kept for the record, never replayed."""
-    selected_ids, where = _selection(ids, filters)
+    flags = _compact_filter(
+        source=source, type=event_type, subscription=subscription, reason=error,
+        since=since, until=until,
+    )  # fmt: skip
+    selected_ids, where = _selection(ids, filters, flags)
     reason = _reason(reason)
     with _admin(url, token) as client:
         result = client.discard(ids=selected_ids, where=where, reason=reason)
@@ -443,17 +467,29 @@ def _replay_outcome(replay: JsonObject, *, as_json: bool, interrupted: bool) -> 
 
 
 def _selection(
-    ids: Sequence[int] | None, filters: Sequence[str] | None
+    ids: Sequence[int] | None, filters: Sequence[str] | None, flags: DeadLetterFilter
 ) -> tuple[list[int] | None, DeadLetterFilter | None]:
-    """IDS or `--filter key=value …`: exactly one, so a typo cannot widen the selection."""
-    if ids and filters:
-        raise typer.BadParameter("give dead-letter IDS or --filter, not both", param_hint="IDS")
+    """IDS or filters (the flags `dlq list` takes): exactly one, so a typo cannot widen
+    the selection. `--filter key=value` still works, with a warning."""
+    if ids and (filters or flags):
+        raise typer.BadParameter("give dead-letter IDS or filters, not both", param_hint="IDS")
     if ids:
         return list(dict.fromkeys(ids)), None
+    if flags and filters:
+        raise typer.BadParameter("give the filter flags or --filter, not both", param_hint="IDS")
+    if flags:
+        return None, flags
     if not filters:
         raise typer.BadParameter(
-            "give dead-letter IDS or at least one --filter KEY=VALUE", param_hint="IDS"
+            "give dead-letter IDS or at least one filter"
+            " (--source, --type, --subscription, --error, --since, --until)",
+            param_hint="IDS",
         )
+    typer.echo(
+        "warning: --filter is deprecated; use --source, --type, --subscription, --error,"
+        " --since, --until",
+        err=True,
+    )
     where: dict[str, str] = {}
     for raw in filters:
         key, sep, value = raw.partition("=")

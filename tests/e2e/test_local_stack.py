@@ -238,13 +238,13 @@ def test_operator_story_dead_letters_replay_and_audit(dev: DevStack) -> None:
     assert all("unknown account" in str(r["reason"]) for r in rows)
 
     assert client.put("/admin/accounts/acct_ops", json={"currency": "usd"}).status_code == 201
-    replay = _cli(dev, "dlq", "replay", "--filter", "source=stripe", "--reason", "account created",
+    replay = _cli(dev, "dlq", "replay", "--source", "stripe", "--reason", "account created",
                   "--json")  # fmt: skip
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["state"] == "done"
     wait_for(lambda: client.get("/admin/accounts/acct_ops").json()["available"] == 1000)
 
-    again = _cli(dev, "dlq", "replay", "--filter", "source=stripe", "--reason", "account created",
+    again = _cli(dev, "dlq", "replay", "--source", "stripe", "--reason", "account created",
                  "--json")  # fmt: skip
     assert again.returncode == 0, again.stderr
     time.sleep(1.0)

@@ -109,7 +109,7 @@ def test_inspect_dry_run_replay_and_replay_again(
     for d in dead:  # what an operator copies into the next command is never cut short
         row = next(line.split() for line in narrow.stdout.splitlines() if d["event_id"] in line)
         assert row[:2] == [str(d["id"]), "pending"]
-    narrowed = ok_json(cli(stack, "dlq", "list", "--reason", "UNKNOWN", "--limit", "2", "--json"))
+    narrowed = ok_json(cli(stack, "dlq", "list", "--error", "UNKNOWN", "--limit", "2", "--json"))
     assert len(narrowed) == 2  # --limit caps what is shown even when more match
     with monkeypatch.context() as patch:
         patch.setattr(admin_client, "MAX_PAGE", 2)  # pages of 2: the listing follows the cursor
@@ -124,13 +124,11 @@ def test_inspect_dry_run_replay_and_replay_again(
     assert "acct_cli" in panel.stdout  # the pretty-printed payload
     assert "unknown account" in panel.stdout
 
-    dry = cli(
-        stack, "dlq", "replay", "--filter", "source=stripe", "--dry-run", "--reason", "checking"
-    )
+    dry = cli(stack, "dlq", "replay", "--source", "stripe", "--dry-run", "--reason", "checking")
     assert dry.exit_code == 0, dry.stderr
     assert "3 dead letters would be replayed" in dry.stdout
     dry_json = cli(
-        stack, "dlq", "replay", "--filter", "source=stripe", "--dry-run",
+        stack, "dlq", "replay", "--source", "stripe", "--dry-run",
         "--reason", "checking", "--json",
     )  # fmt: skip
     assert ok_json(dry_json) == {"dry_run": True, "total": 3}
@@ -139,7 +137,7 @@ def test_inspect_dry_run_replay_and_replay_again(
     created = client.put("/admin/accounts/acct_cli", json={"currency": "usd"})
     assert created.status_code == 201
     replay = cli(
-        stack, "dlq", "replay", "--filter", "source=stripe", "--reason", "account created",
+        stack, "dlq", "replay", "--source", "stripe", "--reason", "account created",
         TTY_COMPATIBLE="1",  # stderr counts as a terminal: the live progress bar is drawn
     )  # fmt: skip
     assert replay.exit_code == 0, (replay.stdout, replay.stderr)
@@ -147,12 +145,11 @@ def test_inspect_dry_run_replay_and_replay_again(
     assert "3/3" in replay.stderr
     wait_for(lambda: available(client, "acct_cli") == sum(AMOUNTS), timeout=60)
 
-    again = ok_json(
-        cli(
-            stack, "dlq", "replay", "--filter", "source=stripe",
-            "--reason", "account created", "--json",
-        )
-    )  # fmt: skip
+    again_run = cli(
+        stack, "dlq", "replay", "--filter", "source=stripe", "--reason", "account created", "--json"
+    )
+    assert again_run.stderr.startswith("warning: --filter is deprecated")  # still works
+    again = ok_json(again_run)
     assert (again["state"], again["total"], again["done"], again["failed"]) == ("done", 0, 0, 0)
     time.sleep(0.5)  # anything the second run had published would land by now
     assert available(client, "acct_cli") == sum(AMOUNTS)
@@ -219,11 +216,14 @@ def test_stats_then_discard_by_id_and_by_filter(stack: LocalStack, client: httpx
     assert typo.exit_code == 1
     assert typo.stderr == "error: no dead letter with id 999999; nothing was changed\n"
     assert ok_json(cli(stack, "dlq", "show", str(dead[1]["id"]), "--json"))["state"] == "pending"
+    listed = ok_json(cli(stack, "dlq", "list", "--error", "unknown account", "--json"))
+    assert len(listed) == 3  # the same filter flags on list and discard
     by_filter = cli(
-        stack, "dlq", "discard", "--filter", "reason=unknown account",
-        "--filter", "source=stripe", "--reason", "account closed for good",
+        stack, "dlq", "discard", "--error", "unknown account", "--source", "stripe",
+        "--reason", "account closed for good",
     )  # fmt: skip
     assert by_filter.exit_code == 0, by_filter.stderr
+    assert by_filter.stderr == ""
     assert "discarded 2 dead letters" in by_filter.stdout
     discarded = ok_json(cli(stack, "dlq", "list", "--state", "discarded", "--json"))
     assert len(discarded) == 3
@@ -256,8 +256,7 @@ def test_ctrl_c_cancels_the_replay_and_exits_1(
             operator_cli, "time", SimpleNamespace(monotonic=time.monotonic, sleep=interrupt)
         )
         result = cli(
-            stack, "dlq", "replay", "--filter", "source=stripe", "--rate", "1",
-            "--reason", "slowly",
+            stack, "dlq", "replay", "--source", "stripe", "--rate", "1", "--reason", "slowly",
         )  # fmt: skip
     assert not interrupts
     assert result.exit_code == 1
@@ -322,9 +321,7 @@ def test_api_errors_and_unreachable_servers_exit_1(stack: LocalStack) -> None:
     unknown_event = cli(stack, "events", "show", "stripe", "evt_nope")
     assert unknown_event.exit_code == 1
     assert "no event" in unknown_event.stderr
-    bad_filter_value = cli(
-        stack, "dlq", "discard", "--filter", "source=NOT A NAME", "--reason", "x"
-    )
+    bad_filter_value = cli(stack, "dlq", "discard", "--source", "NOT A NAME", "--reason", "x")
     assert bad_filter_value.exit_code == 1
     assert bad_filter_value.stderr.startswith("error: filter.source")
 
@@ -339,8 +336,10 @@ def test_api_errors_and_unreachable_servers_exit_1(stack: LocalStack) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["dlq", "replay", "--reason", "x"],  # neither ids nor --filter
+        ["dlq", "replay", "--reason", "x"],  # neither ids nor a filter
         ["dlq", "replay", "1", "--filter", "source=stripe", "--reason", "x"],  # both
+        ["dlq", "replay", "1", "--source", "stripe", "--reason", "x"],  # both
+        ["dlq", "list", "--reason", "unknown account"],  # --reason is the audit note only
         ["dlq", "replay", "--filter", "colour=red", "--reason", "x"],  # unknown key
         ["dlq", "replay", "--filter", "source", "--reason", "x"],  # not key=value
         ["dlq", "replay", "--filter", "source=a", "--filter", "source=b", "--reason", "x"],
