@@ -955,12 +955,30 @@ def _posting_account(posting: JsonObject) -> Any:
 
 def _print_wide(console: Console, renderable: RenderableType) -> None:
     """Prints at the terminal's width, or wider when the content cannot fit: a terminal
-    wrapping a long line loses nothing, while a squeezed table drops columns and characters."""
+    wrapping a long line loses nothing, while a squeezed table drops columns and characters.
+    Piped, a table is tab-separated lines instead, one row per line, for `cut` and `awk`."""
+    if isinstance(renderable, Table) and not console.is_terminal:
+        typer.echo(_tsv(renderable))
+        return
     unbounded = console.options.update_width(10_000)
     needed = Measurement.get(console, unbounded, renderable).minimum
     if needed > console.width:  # `print(width=…)` can only narrow, so widen a copy
         console = Console(file=console.file, highlight=False, width=needed)
     console.print(renderable)
+
+
+def _tsv(table: Table) -> str:
+    """Header then rows, tab-separated; a tab or line break inside a cell becomes a space.
+    A titled table (stats prints several) is preceded by `# title`."""
+
+    def cell(value: Any) -> str:
+        return " ".join(str(value).replace("\t", " ").splitlines())
+
+    lines = [f"# {table.title}"] if table.title else []
+    lines.append("\t".join(cell(column.header) for column in table.columns))
+    columns = [list(column.cells) for column in table.columns]
+    lines += ["\t".join(cell(row) for row in values) for values in zip(*columns, strict=True)]
+    return "\n".join(lines)
 
 
 def _print_json(value: Any) -> None:

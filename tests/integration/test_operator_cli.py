@@ -104,7 +104,14 @@ def test_inspect_dry_run_replay_and_replay_again(
     table = cli(stack, "dlq", "list", "--source", "stripe")
     assert table.exit_code == 0, table.stderr
     assert "unknown account 'acct_cli'" in table.stdout
-    narrow = cli(stack, "dlq", "list", COLUMNS="80")
+    header, *rows = table.stdout.splitlines()  # piped: tab-separated, one row per line
+    assert header.split("\t")[:3] == ["id", "state", "source"]
+    assert sorted(int(row.split("\t")[0]) for row in rows) == sorted(d["id"] for d in dead)
+    assert {len(row.split("\t")) for row in rows} == {len(header.split("\t"))}
+    drawn = cli(stack, "dlq", "list", "--source", "stripe", TTY_COMPATIBLE="1")
+    assert "\t" not in drawn.stdout  # a terminal gets the drawn table
+    assert "unknown account 'acct_cli'" in drawn.stdout
+    narrow = cli(stack, "dlq", "list", COLUMNS="80", TTY_COMPATIBLE="1")
     assert narrow.exit_code == 0, narrow.stderr
     for d in dead:  # what an operator copies into the next command is never cut short
         row = next(line.split() for line in narrow.stdout.splitlines() if d["event_id"] in line)
