@@ -189,10 +189,7 @@ def dlq_list(
     token: TokenOption = None,
 ) -> None:
     """List dead letters: what failed, where, how often and why."""
-    where = _compact_filter(
-        source=source, type=event_type, subscription=subscription, reason=error,
-        since=since, until=until,
-    )  # fmt: skip
+    where = _filter_flags(source, event_type, subscription, error, since, until)
     with _admin(url, token) as client:
         items = list(
             client.iter_dead_letters(
@@ -311,10 +308,7 @@ def dlq_replay(
 
     Ctrl-C cancels the replay on the server and exits 1.
     """
-    flags = _compact_filter(
-        source=source, type=event_type, subscription=subscription, reason=error,
-        since=since, until=until,
-    )  # fmt: skip
+    flags = _filter_flags(source, event_type, subscription, error, since, until)
     selected_ids, where = _selection(ids, filters, flags)
     reason = _reason(reason)
     with _admin(url, token) as client:
@@ -358,10 +352,7 @@ def dlq_discard(
     token: TokenOption = None,
 ) -> None:
     """Mark dead letters as discarded: kept for the record, never replayed."""
-    flags = _compact_filter(
-        source=source, type=event_type, subscription=subscription, reason=error,
-        since=since, until=until,
-    )  # fmt: skip
+    flags = _filter_flags(source, event_type, subscription, error, since, until)
     selected_ids, where = _selection(ids, filters, flags)
     reason = _reason(reason)
     with _admin(url, token) as client:
@@ -509,6 +500,13 @@ def _selection(
                 raise typer.BadParameter(exc.message, param_hint="--filter") from None
         where[key] = value
     return None, _compact_filter(**where)
+
+
+def _filter_flags(*values: str | None) -> DeadLetterFilter:
+    """The filter flags `dlq list`, `replay` and `discard` share, in their order, as the
+    API's filter (`--error` is its `reason`)."""
+    keys = ("source", "type", "subscription", "reason", "since", "until")
+    return _compact_filter(**dict(zip(keys, values, strict=True)))
 
 
 def _compact_filter(**values: str | None) -> DeadLetterFilter:
