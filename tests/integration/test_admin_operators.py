@@ -57,7 +57,7 @@ def discard(url: str, token: str, **headers: str) -> httpx.Response:
     """A mutating call: it writes an audit row whatever it selects."""
     return httpx.post(
         f"{url}/admin/dead-letters/discard",
-        json={"ids": [987654321], "reason": "operator test"},
+        json={"filter": {"source": "nothing-here"}, "reason": "operator test"},
         headers={"Authorization": f"Bearer {token}", **headers},
         timeout=GENEROUS_S,
     )
