@@ -55,6 +55,8 @@ KINDS = ("kill-worker", "kill-emulators", "kill-postgres", "slow-database")
 FAULTS_PER_KIND = 2
 POSTGRES_PAUSE_S = (1.0, 4.0)
 LOCK_HELD_S = (3.0, 8.0)
+LOCK_RETRY_S = 120.0
+"""How long the slow-database fault keeps trying to take its lock while PostgreSQL is down."""
 SEND_GIVE_UP_S = 180.0
 """A sender that has had no answer for this long stops retrying (counted as never accepted)."""
 QUIET_POLLS = 5
@@ -160,9 +162,11 @@ class Faults:
             case "kill-postgres":
                 self._kill_postgres()
             case "slow-database":
+                # Counted by the thread once the lock is held.
                 thread = threading.Thread(target=self._hold_lock, name="chaos-lock")
                 thread.start()
                 self._lock_threads.append(thread)
+                return
         self._tally.faults[kind] += 1
 
     def _kill_target(self, name: str) -> None:
@@ -184,10 +188,22 @@ class Faults:
         postgres.start()
 
     def _hold_lock(self) -> None:
-        with contextlib.suppress(sa.exc.SQLAlchemyError), self._engine.connect() as conn:
-            conn.execute(sa.text("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE"))
-            time.sleep(self._rng.uniform(*LOCK_HELD_S))
-            conn.rollback()
+        """Holds the lock from another session. While PostgreSQL is down (killed at the same
+        moment) connecting fails, pg8000 sometimes with a bare OSError: it retries, so that
+        the fault does happen, and counts it once the lock is held."""
+        held = False
+        give_up = time.monotonic() + LOCK_RETRY_S
+        while not held and time.monotonic() < give_up:
+            try:
+                with self._engine.connect() as conn:
+                    conn.execute(sa.text("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE"))
+                    held = True
+                    with self._tally.lock:
+                        self._tally.faults["slow-database"] += 1
+                    time.sleep(self._rng.uniform(*LOCK_HELD_S))
+                    conn.rollback()
+            except (sa.exc.SQLAlchemyError, OSError):
+                time.sleep(0.5)
 
 
 def _quiet(engine: Engine, bound_s: float) -> bool:
