@@ -2,24 +2,60 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer._click.exceptions import UsageError  # typer vendors click: its errors are these
+from typer.core import TyperGroup
 
 from common.config import Settings
+from hookyard import json_output as json_fields
+from hookyard.json_output import JqOption, JsonOption, JsonOutput, bare_json_flags, json_output
 from hookyard.listen_commands import register as register_listen_commands
 from hookyard.operator_cli import UrlOption, stack_url
 from hookyard.operator_cli import register as register_operator_commands
 
+
+class _Commands(TyperGroup):
+    """Reads `--json` without a field list as every field, wherever the command is invoked
+    from (the console script or a test's runner), since click has no optional-value option;
+    and prints a usage error as one line, as every other error prints, not as a box."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, bare_json_flags(args))
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_errors_on_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_on_one_line():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_errors_on_one_line() -> Iterator[None]:
+    try:
+        yield
+    except UsageError as exc:
+        message = " ".join(exc.format_message().split())
+        if message:  # empty when a group without its command already printed its help
+            where = exc.ctx.command_path if exc.ctx is not None else "hookyard"
+            typer.echo(f"error: {message} (see `{where} --help`)", err=True)
+        raise typer.Exit(code=exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="hookyard",
     help="Webhooks and scheduled jobs on Google Cloud, and the local stack to run them.",
     no_args_is_help=True,
@@ -199,18 +235,20 @@ def send(
     content_type: Annotated[
         str | None, typer.Option(help="Media type when the source takes several (default: first).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
 ) -> None:
     """Sign a payload exactly as SOURCE's sender would and POST it; print each response."""
     from common.topology import get_topology
 
+    out = json_output(as_json, jq, json_fields.SENT)
     spec = get_topology().source(source)
     if spec is None:
         raise fail(f"unknown source {source!r}")
     base = _webhook_base(url, spec)
     body = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
     signed = Signed(body, content_type, event_id, event_type)
-    _sign_and_post(spec, base, signed, repeat=repeat, timestamp=timestamp, as_json=as_json)
+    _sign_and_post(spec, base, signed, repeat=repeat, timestamp=timestamp, out=out)
 
 
 @app.command()
@@ -245,7 +283,8 @@ def trigger(
     dry_run: Annotated[
         bool, typer.Option("--print", "--dry-run", help="Print the body; send nothing.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
 ) -> None:
     """Sign and send a realistic SOURCE TYPE event built from a shipped fixture, with fresh
     ids and timestamps, exactly as the sender would; print the response."""
@@ -256,8 +295,10 @@ def trigger(
     if list_fixtures or source is None or event_type is None:
         if source is None and not list_fixtures:
             raise usage("give SOURCE and TYPE, or --list to see the fixtures")
-        _list_fixtures(source, as_json)
+        _list_fixtures(source, json_output(as_json, jq, json_fields.FIXTURE))
         return
+    shape = json_fields.FIXTURE_BODY if dry_run else json_fields.SENT
+    out = json_output(as_json, jq, shape)
     try:
         fixture = fixtures.load(source, event_type)
         fill = fixtures.Fill(
@@ -273,10 +314,10 @@ def trigger(
     except UsageError as exc:
         raise usage(str(exc)) from None
     if dry_run:
-        if as_json:
+        if out:
             text = built.body.decode("utf-8", "replace")
             shown = {"event_id": built.event_id, "event_type": built.event_type}
-            typer.echo(json.dumps({**shown, "content_type": built.media_type, "body": text}))
+            out.emit_line({**shown, "content_type": built.media_type, "body": text})
         else:
             sys.stdout.buffer.write(built.body)
             sys.stdout.flush()
@@ -285,10 +326,10 @@ def trigger(
     signed = Signed(
         built.body, built.media_type, built.delivery_id, built.type_header, built.headers
     )
-    _sign_and_post(spec, base, signed, repeat=1, timestamp=None, as_json=as_json)
+    _sign_and_post(spec, base, signed, repeat=1, timestamp=None, out=out)
 
 
-def _list_fixtures(source: str | None, as_json: bool) -> None:
+def _list_fixtures(source: str | None, out: JsonOutput | None) -> None:
     from hookyard import trigger as fixtures
 
     found = fixtures.catalogue()
@@ -297,8 +338,8 @@ def _list_fixtures(source: str | None, as_json: bool) -> None:
     for name, entries in found.items():
         if source in (None, name):
             for fixture in entries:
-                if as_json:
-                    typer.echo(json.dumps({"source": name, "type": fixture}))
+                if out:
+                    out.emit_line({"source": name, "type": fixture})
                 else:
                     typer.echo(f"{name:<10} {fixture}")
 
@@ -325,7 +366,13 @@ def _webhook_base(url: str | None, spec: Source) -> str:
 
 
 def _sign_and_post(
-    spec: Source, base: str, signed: Signed, *, repeat: int, timestamp: int | None, as_json: bool
+    spec: Source,
+    base: str,
+    signed: Signed,
+    *,
+    repeat: int,
+    timestamp: int | None,
+    out: JsonOutput | None,
 ) -> None:
     """The one way `send` and `trigger` deliver: signed as SOURCE's sender signs, one line
     (or JSON line) per response, exit 1 when any was not a success."""
@@ -353,8 +400,8 @@ def _sign_and_post(
             )
             response = _post(client, base, post_url, signed.body, {**signed.headers, **headers})
             failures += not response.is_success
-            if as_json:
-                typer.echo(json.dumps({"status": response.status_code, "body": _body(response)}))
+            if out:
+                out.emit_line({"status": response.status_code, "body": _body(response)})
             else:
                 typer.echo(f"{response.status_code} {response.text.strip()}")
     if failures:
@@ -368,9 +415,11 @@ app.add_typer(cron_app, name="cron")
 @cron_app.command("list")
 def cron_list(
     count: Annotated[int, typer.Option(min=1, max=20, help="Next runs to show per job.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
 ) -> None:
     """Each job's schedule, time zone and next run times (UTC)."""
+    out = json_output(as_json, jq, json_fields.CRON_JOB)
     from datetime import UTC, datetime
 
     from rich.console import Console
@@ -384,12 +433,12 @@ def cron_list(
     nexts = {
         job.name: [t.at.isoformat() for t in ticks if t.job == job.name] for job in topology.jobs
     }
-    if as_json:
+    if out:
         rows = [
             {"job": j.name, "schedule": j.schedule, "time_zone": j.time_zone, "next": nexts[j.name]}
             for j in topology.jobs
         ]
-        typer.echo(json.dumps(rows))
+        out.emit_line(rows)
         return
     table = Table("job", "schedule", "time zone", "next runs (UTC)")
     for job in topology.jobs:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from common.errors import UsageError
-from hookyard.operator_cli import JsonOption, SourceOption, TokenOption, UrlOption, stack_url
+from hookyard import json_output as json_fields
+from hookyard.json_output import JqOption, JsonOption, JsonOutput, json_output
+from hookyard.operator_cli import SourceOption, TokenOption, UrlOption, stack_url
 
 if TYPE_CHECKING:
     from hookyard.listen import Target
@@ -69,8 +71,15 @@ def listen(
     url: UrlOption = None,
     token: TokenOption = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="JSON lines (the default when stdout is not a TTY).")
-    ] = False,
+        str | None,
+        typer.Option(
+            "--json",
+            metavar="[FIELDS]",
+            help="JSON lines (the default when stdout is not a TTY); --json a,b: those fields.",
+            show_default=False,
+        ),
+    ] = None,
+    jq: JqOption = None,
     signing_secret: ForwardSecretOption = None,
     since: Annotated[
         Since, typer.Option(help="now: only events arriving from now on; all: the whole log.")
@@ -85,10 +94,11 @@ def listen(
     from hookyard.forwarding import forward_client, shown_url
     from hookyard.listen import Listener, Selection, parse_types
 
+    out = json_output(as_json, jq, json_fields.FORWARDED)
     with _command_errors(url, token) as (base, secret_token):
         target = _target(forward_to, signing_secret)
         selection = Selection(source, parse_types(types))
-        emit = _printer(as_json or not sys.stdout.isatty())
+        emit = _printer(out)
         with _stops_on_signals(), EventFeed(base, secret_token) as feed, forward_client() as client:
             listener = Listener(
                 feed, client, target, selection, interval=poll_interval, emit=emit,
@@ -121,7 +131,8 @@ def forward(
     signing_secret: ForwardSecretOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
 ) -> None:
     """Forward one stored event to your app once, signed as `listen` signs, and print what
     the app answered (exit 1 unless it was 2xx)."""
@@ -129,13 +140,14 @@ def forward(
     from hookyard.forwarding import forward_client
     from hookyard.listen import forward_once
 
+    out = json_output(as_json, jq, json_fields.FORWARDED)
     with _command_errors(url, token) as (base, secret_token):
         target = _target(to, signing_secret)
         with EventFeed(base, secret_token) as feed, forward_client() as client:
             line = forward_once(feed, client, target, source, event_id)
     if signing_secret is None:
         typer.echo(f"signing secret: {target.secret}", err=True)
-    _printer(as_json or not sys.stdout.isatty())(line)
+    _printer(out)(line)
     if line.status is None or not 200 <= line.status < 300:
         raise typer.Exit(code=1)
 
@@ -179,13 +191,17 @@ def _command_errors(url: str | None, token: str | None) -> Iterator[tuple[str, s
         raise fail(str(exc)) from None
 
 
-def _printer(as_json: bool) -> Callable[[Forwarded], None]:
+def _printer(out: JsonOutput | None) -> Callable[[Forwarded], None]:
+    """JSON lines when asked, or when stdout is not a terminal; else one text line each."""
     from rich.console import Console
 
-    from hookyard.listen_lines import json_line, text_line
+    from hookyard.listen_lines import json_record, text_line
 
-    if as_json:
-        return lambda line: typer.echo(json_line(line))
+    if out is None and not sys.stdout.isatty():
+        out = JsonOutput(None, None, None)
+    if out is not None:
+        shown = out
+        return lambda line: shown.emit_line(json_record(line))
     console = Console(highlight=False)
 
     def show(line: Forwarded) -> None:

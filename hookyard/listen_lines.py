@@ -68,18 +68,20 @@ def _names(event: dict[str, object]) -> tuple[str, str | None, str]:
 
 def json_line(line: Forwarded) -> str:
     """One JSON object, ASCII-escaped (safe for any terminal, exact for any parser)."""
-    return json.dumps(
-        {
-            "time": line.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "source": line.source,
-            "event_type": line.event_type,
-            "event_id": line.event_id,
-            "webhook_id": line.webhook_id,
-            "outcome": line.outcome.value,
-            "status": line.status,
-            "error": line.error,
-        }
-    )
+    return json.dumps(json_record(line))
+
+
+def json_record(line: Forwarded) -> dict[str, object]:
+    return {
+        "time": line.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "source": line.source,
+        "event_type": line.event_type,
+        "event_id": line.event_id,
+        "webhook_id": line.webhook_id,
+        "outcome": line.outcome.value,
+        "status": line.status,
+        "error": line.error,
+    }
 
 
 STYLES = {

@@ -35,6 +35,8 @@ from rich.table import Table
 from rich.text import Text
 
 from common.config import Settings
+from hookyard import json_output as json_fields
+from hookyard.json_output import JqOption, JsonOption, JsonOutput, json_output
 from hookyard.stack_url import (
     DEPRECATED_URL_ENV,
     URL_ENV,
@@ -131,7 +133,6 @@ TokenOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 SourceOption = Annotated[str | None, typer.Option("--source", help="Webhook source, e.g. stripe.")]
 TypeOption = Annotated[str | None, typer.Option("--type", help="Event type.")]
 SinceOption = Annotated[
@@ -184,11 +185,13 @@ def dlq_list(
     since: SinceOption = None,
     until: UntilOption = None,
     limit: LimitOption = 100,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """List dead letters: what failed, where, how often and why."""
+    out = json_output(as_json, jq, json_fields.DEAD_LETTER)
     where = _filter_flags(source, event_type, subscription, error, since, until)
     with _admin(url, token) as client:
         items = list(
@@ -196,8 +199,8 @@ def dlq_list(
                 where, state=state.value if state is not None else None, limit=limit
             )
         )
-    if as_json:
-        _print_json(items)
+    if out:
+        out.emit(items)
         return
     if not items:
         _console().print(Text("no dead letters match", style="dim"))
@@ -236,15 +239,17 @@ def dlq_list(
 def dlq_show(
     *,
     dead_letter_id: Annotated[int, typer.Argument(metavar="ID", min=1, help="Dead-letter id.")],
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Show one dead letter: where it failed, its attributes and its payload."""
+    out = json_output(as_json, jq, json_fields.DEAD_LETTER_DETAIL)
     with _admin(url, token) as client:
         item = client.get_dead_letter(dead_letter_id)
-    if as_json:
-        _print_json(item)
+    if out:
+        out.emit(item)
         return
     fields = _fields(
         item,
@@ -300,7 +305,8 @@ def dlq_replay(
         float | None,
         typer.Option(min=1, max=1000, help="Replays per second (server default 100)."),
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -308,6 +314,7 @@ def dlq_replay(
 
     Ctrl-C cancels the replay on the server and exits 1.
     """
+    out = json_output(as_json, jq, json_fields.REPLAY_STARTED if dry_run else json_fields.REPLAY)
     flags = _filter_flags(source, event_type, subscription, error, since, until)
     selected_ids, where = _selection(ids, filters, flags)
     reason = _reason(reason)
@@ -317,8 +324,8 @@ def dlq_replay(
         )
         _warn_skipped(selected_ids, int(started.get("total", 0)))
         if dry_run:
-            if as_json:
-                _print_json(started)
+            if out:
+                out.emit(started)
             else:
                 total = int(started.get("total", 0))
                 typer.echo(f"dry run: {total} dead letter{_s(total)} would be replayed")
@@ -327,12 +334,12 @@ def dlq_replay(
         total = int(started.get("total", 0))
         interrupted = False
         try:
-            final = _watch(client, replay_id, total, show_progress=not as_json)
+            final = _watch(client, replay_id, total, show_progress=out is None)
         except KeyboardInterrupt:
             # An interrupted watcher must not leave running a replay nobody is looking at.
             interrupted = True
             final = _cancel(client, replay_id)
-    _replay_outcome(final, as_json=as_json, interrupted=interrupted)
+    _replay_outcome(final, out=out, interrupted=interrupted)
 
 
 @dlq_app.command("discard")
@@ -347,19 +354,21 @@ def dlq_discard(
     since: SinceOption = None,
     until: UntilOption = None,
     filters: FilterOption = None,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Mark dead letters as discarded: kept for the record, never replayed."""
+    out = json_output(as_json, jq, json_fields.DISCARD)
     flags = _filter_flags(source, event_type, subscription, error, since, until)
     selected_ids, where = _selection(ids, filters, flags)
     reason = _reason(reason)
     with _admin(url, token) as client:
         result = client.discard(ids=selected_ids, where=where, reason=reason)
     _warn_skipped(selected_ids, int(result.get("discarded", 0)))
-    if as_json:
-        _print_json(result)
+    if out:
+        out.emit(result)
         return
     count = int(result.get("discarded", 0))
     typer.echo(f"discarded {count} dead letter{_s(count)}")
@@ -441,12 +450,12 @@ def _cancel(client: AdminClient, replay_id: int) -> JsonObject:
     )
 
 
-def _replay_outcome(replay: JsonObject, *, as_json: bool, interrupted: bool) -> None:
+def _replay_outcome(replay: JsonObject, *, out: JsonOutput | None, interrupted: bool) -> None:
     done, failed = int(replay.get("done", 0)), int(replay.get("failed", 0))
     total, state = int(replay.get("total", 0)), str(replay.get("state"))
     rid = replay.get("id")
-    if as_json:
-        _print_json(replay)
+    if out:
+        out.emit(replay)
     else:
         typer.echo(f"replay {rid} {state}: {done} of {total} replayed, {failed} failed")
     if interrupted:
@@ -567,7 +576,8 @@ def events_list(
     ] = None,
     limit: LimitOption = 100,
     desc: Annotated[bool, typer.Option("--desc", help="Newest first.")] = False,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -585,12 +595,13 @@ def events_list(
         search["path"] = list(path)
     if desc:
         search["order"] = "desc"
+    out = json_output(as_json, jq, json_fields.EVENT)
     with _admin(url, token) as client:
         items = list(
             client.iter_events(source=source, event_type=event_type, limit=limit, search=search)
         )
-    if as_json:
-        _print_json(items)
+    if out:
+        out.emit(items)
         return
     if not items:
         _console().print(Text("no events match", style="dim"))
@@ -636,15 +647,17 @@ def events_show(
     *,
     source: EventSourceArgument,
     event_id: EventIdArgument,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Show one event: its payload, headers, every handler's outcome and the ledger rows."""
+    out = json_output(as_json, jq, json_fields.EVENT_DETAIL)
     with _admin(url, token) as client:
         event = client.get_event(source, event_id)
-    if as_json:
-        _print_json(event)
+    if out:
+        out.emit(event)
         return
     console = _console()
     fields = _fields(
@@ -728,16 +741,18 @@ def events_erase(
     source: EventSourceArgument,
     event_id: EventIdArgument,
     reason: ReasonOption,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Erase an event's payload and headers (and its pending dead letters' copies), keeping
     the proof that it was processed. Audited."""
+    out = json_output(as_json, jq, json_fields.ERASE)
     with _admin(url, token) as client:
         result = client.erase_event(source, event_id, _reason(reason))
-    if as_json:
-        _print_json(result)
+    if out:
+        out.emit(result)
         return
     key = f"{_printable(source)}/{_printable(event_id)}"
     if not result.get("erased"):
@@ -776,7 +791,8 @@ def events_resend(
             show_default=False,
         ),
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -787,16 +803,19 @@ def events_resend(
             raise typer.BadParameter("goes with the handlers, not --to", param_hint="--handler")
         from hookyard.listen_commands import forward
 
-        forward(source=source, event_id=event_id, to=to, url=url, token=token, as_json=as_json)
+        forward(
+            source=source, event_id=event_id, to=to, url=url, token=token, as_json=as_json, jq=jq
+        )
         return
     if reason is None:
         raise typer.BadParameter(
             "must say why (it goes into the audit trail)", param_hint="--reason"
         )
+    out = json_output(as_json, jq, json_fields.RESEND)
     with _admin(url, token) as client:
         result = client.resend_event(source, event_id, _reason(reason), handler)
-    if as_json:
-        _print_json(result)
+    if out:
+        out.emit(result)
         return
     for sent in result.get("published") or []:
         typer.echo(
@@ -807,15 +826,17 @@ def events_resend(
 
 def stats(
     *,
-    as_json: JsonOption = False,
+    as_json: JsonOption = None,
+    jq: JqOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Backlogs of every subscription and queue, and dead letters by state and reason."""
+    out = json_output(as_json, jq, json_fields.STATS)
     with _admin(url, token) as client:
         body = client.stats()
-    if as_json:
-        _print_json(body)
+    if out:
+        out.emit(body)
         return
     console = _console()
     for title, key in (("subscriptions", "subscriptions"), ("queues", "queues")):
@@ -977,11 +998,6 @@ def _tsv(table: Table) -> str:
     columns = [list(column.cells) for column in table.columns]
     lines += ["\t".join(cell(row) for row in values) for values in zip(*columns, strict=True)]
     return "\n".join(lines)
-
-
-def _print_json(value: Any) -> None:
-    # ASCII-escaped: safe to print to any terminal, and still exactly the server's data.
-    typer.echo(json.dumps(value, indent=2))
 
 
 def _table(*columns: tuple[str, str], title: str | None = None) -> Table:

@@ -362,6 +362,11 @@ def test_api_errors_and_unreachable_servers_exit_1(stack: LocalStack) -> None:
         ["dlq", "show", "abc"],
         ["events", "show", "stripe"],
         ["dlq", "frobnicate"],
+        ["dlq", "list", "--json", "id,nope"],  # a field the command does not print
+        ["dlq", "list", "--json", "id,,state"],
+        ["dlq", "replay", "1", "--reason", "x", "--json", "id,totl"],
+        ["dlq", "replay", "1", "--reason", "x", "--jq", ".["],  # does not compile
+        ["stats", "--json", "subscriptions,backlog"],
     ],
 )
 def test_usage_errors_exit_2_before_any_request(args: list[str]) -> None:
@@ -369,3 +374,44 @@ def test_usage_errors_exit_2_before_any_request(args: list[str]) -> None:
     result = Runner().invoke(app, [*args, "--url", "http://127.0.0.1:9", "--token", "t"])
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert "not reachable" not in result.stderr
+    *warnings, line = result.stderr.splitlines()  # one line, as every error, with its hint
+    assert line.startswith("error: "), line
+    assert line.endswith(" --help`)"), line
+    assert all(w.startswith("warning: --filter is deprecated") for w in warnings), warnings
+
+
+def test_json_fields_and_jq_as_gh_has_them(stack: LocalStack, client: httpx.Client) -> None:
+    event_ids = seed(client, "acct_jq", (5, 6), "evt_jq")
+    dead = pending(stack, 2)
+
+    picked = ok_json(cli(stack, "dlq", "list", "--json", "state,id"))
+    assert [list(item) for item in picked] == [["state", "id"]] * 2  # in the order asked
+    assert sorted(item["id"] for item in picked) == sorted(d["id"] for d in dead)
+    assert ok_json(cli(stack, "dlq", "show", str(dead[0]["id"]), "--json=event_id")) == {
+        "event_id": dead[0]["event_id"]
+    }
+    shown = ok_json(
+        cli(stack, "events", "show", "stripe", event_ids[0], "--json", "source,outcome")
+    )
+    assert shown == {"source": "stripe", "outcome": "dead_lettered"}
+    bare_before_arguments = cli(stack, "events", "show", "--json", "stripe", event_ids[0])
+    assert ok_json(bare_before_arguments)["event_id"] == event_ids[0]  # `stripe` is no field
+
+    raw = cli(stack, "dlq", "list", "--jq", ".[].event_id")
+    assert raw.exit_code == 0, raw.stderr
+    assert sorted(raw.stdout.splitlines()) == sorted(event_ids)  # strings print raw, as jq -r
+    counted = cli(stack, "dlq", "list", "--json", "id", "--jq", "map(.id) | add")
+    assert counted.stdout == f"{sum(d['id'] for d in dead)}\n"
+    pending_count = cli(stack, "stats", "--jq", ".dead_letters.by_state.pending")
+    assert pending_count.stdout == "2\n"
+    broken = cli(stack, "dlq", "list", "--jq", ".[0].id.x")  # compiles, fails on this input
+    assert broken.exit_code == 1
+    [line] = broken.stderr.splitlines()
+    assert line.startswith("error: --jq: ")
+
+    typo = cli(stack, "dlq", "replay", str(dead[0]["id"]), "--reason", "r", "--json", "id,totl")
+    assert typo.exit_code == 2, typo.stderr
+    assert "unknown field totl" in typo.stderr
+    assert client.get("/admin/replays").json()["items"] == []  # refused before it started
+    still = ok_json(cli(stack, "dlq", "show", str(dead[0]["id"]), "--json", "state"))
+    assert still == {"state": "pending"}
