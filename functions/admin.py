@@ -51,6 +51,7 @@ from functions.listings import (
     check_account_id,
 )
 from functions.operations import Caller, Operations, int_arg, paged, parse_json
+from functions.url_masking import is_masked
 
 log = get_logger(__name__)
 
@@ -199,6 +200,11 @@ class Admin:
         currency = body.currency.lower()
         notify_url = str(body.notify_url) if body.notify_url else None
         if notify_url is not None:
+            if is_masked(notify_url):
+                raise BadRequest(
+                    "notify_url is masked, as the API shows it; send the receiver's full URL",
+                    field="notify_url",
+                )
             self._check_notify_url(notify_url)
         with self.engine_factory().begin() as conn:
             created = accounts.create(conn, account_id, currency, notify_url)

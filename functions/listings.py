@@ -126,7 +126,7 @@ def account_json(account: Account) -> dict[str, Any]:
     return {
         "id": account.id,
         "currency": account.currency,
-        "notify_url": account.notify_url,
+        "notify_url": masked_url(account.notify_url) if account.notify_url else None,
         "available": account.available,
         "held": account.held,
     }

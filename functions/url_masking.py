@@ -25,6 +25,12 @@ def masked_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
+def is_masked(url: str) -> bool:
+    """A URL as `masked_url` shows it, even percent-encoded: sending one back (a GET's body
+    PUT again) must not replace the receiver's real URL with its masked copy."""
+    return MASK in url or "%E2%80%A6" in url.upper()
+
+
 def _split(url: str) -> SplitResult | None:
     try:
         parts = urlsplit(url)

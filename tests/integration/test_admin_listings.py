@@ -339,6 +339,25 @@ def test_accounts_filtered_by_prefix(world: World) -> None:
     assert _ids(after) == PREFIXED[5:]
 
 
+def test_an_accounts_notify_url_is_shown_masked_and_cannot_be_put_back(world: World) -> None:
+    masked = f"{world.hook.url}?…"
+    listed = _flat(_walk(world.client, "/admin/accounts", prefix="lst-notify"))
+    assert [item["notify_url"] for item in listed] == [masked]
+    shown = world.client.get("/admin/accounts/lst-notify")
+    assert shown.json()["notify_url"] == masked
+    assert NOTIFY_SECRET not in shown.text
+    put_back = {"currency": "usd", "notify_url": shown.json()["notify_url"]}
+    refused = world.client.put("/admin/accounts/lst-notify", json=put_back)
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "notify_url"
+    assert world.stack.engine is not None
+    with world.stack.engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT notify_url FROM accounts WHERE id = 'lst-notify'")
+        ).scalar_one()
+    assert stored == f"{world.hook.url}?token={NOTIFY_SECRET}", "the real URL is kept"
+
+
 # -- notification attempts ---------------------------------------------------------------
 
 
