@@ -297,6 +297,47 @@ class AdminClient:
     def stats(self) -> JsonObject:
         return self._get("/admin/stats")
 
+    # -- replays, the audit trail, accounts ------------------------------------------------
+
+    def iter_replays(self, *, state: str | None = None, limit: int = 100) -> Iterator[JsonObject]:
+        """Newest first."""
+        return self._iter("/admin/replays", {"state": state}, limit)
+
+    def iter_audit(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> Iterator[JsonObject]:
+        """Newest first; `since` inclusive, `until` exclusive."""
+        params = {"action": action, "actor": actor, "since": since, "until": until}
+        return self._iter("/admin/audit", params, limit)
+
+    def iter_accounts(self, *, prefix: str | None = None, limit: int = 100) -> Iterator[JsonObject]:
+        """In id order."""
+        return self._iter("/admin/accounts", {"prefix": prefix}, limit)
+
+    def get_account(self, account_id: str) -> JsonObject:
+        return self._get(_account_path(account_id))
+
+    def iter_entries(self, account_id: str, *, limit: int = 100) -> Iterator[JsonObject]:
+        return self._iter(_account_path(account_id) + "/entries", {}, limit)
+
+    def iter_notification_attempts(
+        self, account_id: str, *, limit: int = 100
+    ) -> Iterator[JsonObject]:
+        """Newest first; URLs come masked."""
+        return self._iter(_account_path(account_id) + "/notification-attempts", {}, limit)
+
+    def _iter(self, path: str, params: Mapping[str, Any], limit: int) -> Iterator[JsonObject]:
+        def page(size: int, cursor: str | None) -> JsonObject:
+            return self._get(path, {**params, "limit": size, "cursor": cursor})
+
+        return _paginate(page, limit)
+
     # -- plumbing -----------------------------------------------------------------------
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> JsonObject:
@@ -349,6 +390,10 @@ class AdminClient:
 
 def _event_path(source: str, event_id: str) -> str:
     return f"/admin/events/{quote(source, safe='')}/{quote(event_id, safe='')}"
+
+
+def _account_path(account_id: str) -> str:
+    return f"/admin/accounts/{quote(account_id, safe='')}"
 
 
 def _selection(ids: Sequence[int] | None, where: DeadLetterFilter | None) -> JsonObject:

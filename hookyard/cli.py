@@ -23,6 +23,7 @@ from hookyard.json_output import JqOption, JsonOption, JsonOutput, bare_json_fla
 from hookyard.listen_commands import register as register_listen_commands
 from hookyard.operator_cli import UrlOption, stack_url
 from hookyard.operator_cli import register as register_operator_commands
+from hookyard.record_commands import register as register_record_commands
 
 
 class _Commands(TyperGroup):
@@ -64,6 +65,7 @@ app = typer.Typer(
 )
 register_operator_commands(app)
 register_listen_commands(app)
+register_record_commands(app)
 
 if TYPE_CHECKING:
     from common.topology import Source

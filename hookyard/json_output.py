@@ -75,10 +75,22 @@ SENT = ("status", "body")
 FIXTURE = ("source", "type")
 FIXTURE_BODY = ("event_id", "event_type", "content_type", "body")
 CRON_JOB = ("job", "schedule", "time_zone", "next")
+AUDIT_ENTRY = ("id", "at", "actor", "action", "reason", "params", "result")
+ACCOUNT = ("id", "currency", "notify_url", "available", "held")
+ACCOUNT_DETAIL = (*ACCOUNT, "pending_notifications")
+ENTRY = (
+    "id", "transaction_id", "balance", "amount", "currency", "kind", "source", "event_id",
+    "created_at",
+)  # fmt: skip
+NOTIFICATION_ATTEMPT = (
+    "id", "outbox_id", "kind", "outbox_state", "attempted_at", "url", "status", "error",
+    "duration_ms",
+)  # fmt: skip
 
 KNOWN_FIELDS = frozenset(
     DEAD_LETTER_DETAIL + REPLAY + REPLAY_STARTED + DISCARD + EVENT_DETAIL + ERASE + RESEND
-    + STATS + FORWARDED + SENT + FIXTURE + FIXTURE_BODY + CRON_JOB
+    + STATS + FORWARDED + SENT + FIXTURE + FIXTURE_BODY + CRON_JOB + AUDIT_ENTRY
+    + ACCOUNT_DETAIL + ENTRY + NOTIFICATION_ATTEMPT
 )  # fmt: skip
 
 

@@ -367,6 +367,10 @@ def test_api_errors_and_unreachable_servers_exit_1(stack: LocalStack) -> None:
         ["dlq", "replay", "1", "--reason", "x", "--json", "id,totl"],
         ["dlq", "replay", "1", "--reason", "x", "--jq", ".["],  # does not compile
         ["stats", "--json", "subscriptions,backlog"],
+        ["replays", "list", "--state", "paused"],
+        ["replays", "cancel", "1"],  # no --reason
+        ["audit", "--since", "yesterday"],
+        ["accounts", "list", "--json", "id,balance"],
     ],
 )
 def test_usage_errors_exit_2_before_any_request(args: list[str]) -> None:
@@ -415,3 +419,48 @@ def test_json_fields_and_jq_as_gh_has_them(stack: LocalStack, client: httpx.Clie
     assert client.get("/admin/replays").json()["items"] == []  # refused before it started
     still = ok_json(cli(stack, "dlq", "show", str(dead[0]["id"]), "--json", "state"))
     assert still == {"state": "pending"}
+
+
+def test_replays_audit_and_accounts_from_the_command_line(
+    stack: LocalStack, client: httpx.Client
+) -> None:
+    seed(client, "acct_rec", (7, 4), "evt_rec")
+    pending(stack, 2)
+    assert client.put("/admin/accounts/acct_rec", json={"currency": "usd"}).status_code == 201
+    replayed = cli(stack, "dlq", "replay", "--source", "stripe", "--reason", "account created")
+    assert replayed.exit_code == 0, replayed.stderr
+
+    [replay] = ok_json(cli(stack, "replays", "list", "--json"))
+    assert (replay["state"], replay["total"], replay["done"]) == ("done", 2, 2)
+    assert replay["reason"] == "account created"
+    assert ok_json(cli(stack, "replays", "list", "--state", "running", "--json")) == []
+    shown = cli(stack, "replays", "show", str(replay["id"]), "--jq", ".state")
+    assert shown.stdout == "done\n"
+    cancelled = cli(stack, "replays", "cancel", str(replay["id"]), "--reason", "too late")
+    assert cancelled.exit_code == 0, cancelled.stderr
+    assert cancelled.stdout == f"replay {replay['id']} done: 2 of 2 replayed\n"
+
+    trail = ok_json(cli(stack, "audit", "--json", "action,reason"))
+    assert trail[:2] == [  # newest first
+        {"action": "replay.cancel", "reason": "too late"},
+        {"action": "replay.start", "reason": "account created"},
+    ]
+    only = ok_json(cli(stack, "audit", "--action", "replay.cancel", "--json", "action"))
+    assert only == [{"action": "replay.cancel"}]
+    table = cli(stack, "audit", "--limit", "1")
+    header, row = table.stdout.splitlines()
+    assert header.split("\t") == ["id", "when", "actor", "action", "reason", "result"]
+    assert row.split("\t")[3:5] == ["replay.cancel", "too late"]
+
+    accounts = ok_json(cli(stack, "accounts", "list", "--prefix", "acct_rec", "--json"))
+    assert [(a["id"], a["available"], a["held"]) for a in accounts] == [("acct_rec", 11, 0)]
+    detail = ok_json(cli(stack, "accounts", "show", "acct_rec", "--json", "available"))
+    assert detail == {"available": 11}
+    amounts = ok_json(cli(stack, "accounts", "entries", "acct_rec", "--jq", "map(.amount)"))
+    assert sorted(amounts) == [4, 7]  # the platform's side is the platform account's
+    none = cli(stack, "accounts", "notifications", "acct_rec")
+    assert none.exit_code == 0, none.stderr
+    assert "no notification attempts" in none.stdout
+    unknown = cli(stack, "accounts", "show", "acct_nobody")
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("error: ")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from typing import Any
 
+import typer.main
 from typer.testing import CliRunner
 
 from hookyard.cli import app
@@ -32,3 +34,40 @@ def test_the_last_reconciliation_reads_in_one_line() -> None:
     line = str(_reconciliation_line(bad))
     assert line.startswith("last reconciliation: 2 problem(s), checked")
     assert "\x1b" not in line
+
+
+def _commands() -> list[tuple[str, Any]]:
+    """Every leaf command of `hookyard`, with its path."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(path: str, command: Any) -> None:
+        children = getattr(command, "commands", None)
+        if children:
+            for name, child in children.items():
+                walk(f"{path} {name}", child)
+        else:
+            found.append((path, command))
+
+    walk("hookyard", typer.main.get_command(app))
+    return found
+
+
+def _options(command: Any) -> dict[str, Any]:
+    return {name: p for p in command.params for name in getattr(p, "opts", [])}
+
+
+def test_every_json_command_takes_fields_and_jq() -> None:
+    with_json = [(path, _options(c)) for path, c in _commands() if "--json" in _options(c)]
+    assert len(with_json) >= 20
+    for path, options in with_json:
+        assert not options["--json"].is_flag, f"{path}: --json takes an optional field list"
+        assert "--jq" in options, f"{path} has --json but no --jq"
+
+
+def test_one_meaning_per_flag_name() -> None:
+    for path, command in _commands():
+        options = _options(command)
+        if "--reason" in options:
+            assert options["--reason"].help.startswith("Why"), f"{path}: --reason is the audit note"
+        if "--error" in options:
+            assert "failure reason" in options["--error"].help, path

@@ -130,6 +130,12 @@ def _response(operation_id: str, status: str, document: dict[str, Any]) -> Any:
         (fields.ERASE, "eraseEvent", "200", False),
         (fields.RESEND, "resendEvent", "200", False),
         (fields.STATS, "stats", "200", False),
+        (fields.REPLAY, "listReplays", "200", True),
+        (fields.AUDIT_ENTRY, "listAuditEntries", "200", True),
+        (fields.ACCOUNT, "listAccounts", "200", True),
+        (fields.ACCOUNT, "putAccount", "200", False),
+        (fields.ENTRY, "listEntries", "200", True),
+        (fields.NOTIFICATION_ATTEMPT, "listNotificationAttempts", "200", True),
     ],
 )
 def test_the_cli_offers_exactly_the_fields_the_api_documents(
