@@ -43,6 +43,7 @@ run: install  ## run the local stack on http://127.0.0.1:8080 (Ctrl-C stops ever
 	exec .venv/bin/hookyard dev
 
 test: install $(CHECKOV_ENV)/.synced  ## unit, integration and end-to-end tests against real PostgreSQL
+	tools/ensure-chromium
 	.venv/bin/pytest
 
 lint: install  ## ruff format check, ruff lint, mypy --strict

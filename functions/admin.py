@@ -1,5 +1,6 @@
 """`/admin/...`: the operators' API. Bearer token = the `admin-token` secret (any of its lines),
-or an allowed operator's Google ID token (`common.operator_identity`).
+or an allowed operator's Google ID token (`common.operator_identity`). `/console`, the pages
+that call this API, is served here too, before authentication: the pages hold no data.
 
 Reads go through the repositories in `common/`; this function never imports workers.
 """
@@ -40,6 +41,7 @@ from common.oidc import CallerVerifier
 from common.operator_identity import NoOperators, is_jwt
 from common.secrets import SecretStore, values_or_unavailable
 from common.tracing import parse_trace
+from functions.console import is_console_path, serve_console
 from functions.event_operations import SEARCH_PARAMETERS
 from functions.listings import (
     ACCOUNT_PARAMETERS,
@@ -95,6 +97,8 @@ class Admin:
 
     def handle(self, request: Request) -> Response:
         bind_context(parse_trace(request.headers), self.project, route=request.path)
+        if is_console_path(request.path):
+            return serve_console(request)  # pages without data; they call this API
         try:
             reject_cross_site(request)
             caller = self._authenticate(request)

@@ -9,7 +9,9 @@ A target that is down is a 503 problem with Retry-After, never a hang.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterator
+from urllib.parse import quote, quote_from_bytes
 
 import httpx
 from flask import Request, Response
@@ -21,6 +23,9 @@ from common.logging import get_logger
 log = get_logger(__name__)
 
 _CHUNK = 64 * 1024
+# Printable ASCII passes as it came; a decoded path's `%`, `?` and `#` are data, escaped again.
+_PATH_SAFE = "".join(sorted(set(string.punctuation) - set("%?#")))
+_QUERY_SAFE = "".join(sorted(set(string.punctuation) - set("#")))
 # RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
 _HOP_BY_HOP = frozenset(
     {
@@ -62,7 +67,7 @@ def forward_to(target: str, base_url: str, client: httpx.Client) -> Handler:
 
     def handle(request: Request) -> Response:
         headers = _forwarded_headers(request)
-        url = base + request.full_path if request.query_string else base + request.path
+        url = base + upstream_target(request)
         body = _body(request) if _has_body(request) else None
         upstream = client.build_request(request.method, url, headers=headers, content=body)
         try:
@@ -81,6 +86,18 @@ def forward_to(target: str, base_url: str, client: httpx.Client) -> Handler:
         return _relay(response)
 
     return handle
+
+
+def upstream_target(request: Request) -> str:
+    """The path and query as the target must see them. `request.path` is percent-decoded, so
+    it is escaped again: forwarded decoded, `%00` would be a NUL httpx refuses (a 500 instead
+    of the target's 404) and `%2541` would reach the target as `%41`, decoded twice. Dot
+    segments are escaped too, or httpx would resolve `/console/..` to another path."""
+    segments = quote(request.path, safe=_PATH_SAFE).split("/")
+    path = "/".join(s.replace(".", "%2E") if s in {".", ".."} else s for s in segments)
+    if not request.query_string:
+        return path
+    return f"{path}?{quote_from_bytes(request.query_string, safe=_QUERY_SAFE)}"
 
 
 def _has_body(request: Request) -> bool:

@@ -62,6 +62,7 @@ ROUTES: dict[str, TargetName] = {
     "webhooks": "webhook",
     "cron": "cron",
     "admin": "admin",
+    "console": "admin",
     "pubsub": "worker",
     "tasks": "worker",
     "health": "worker",

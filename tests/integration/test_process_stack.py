@@ -124,6 +124,19 @@ def test_the_front_door_refuses_a_forged_push_and_passes_problems_through(
         assert client.get("/nowhere").status_code == 404
 
 
+def test_the_front_door_forwards_the_path_as_it_came(stack: LocalStack) -> None:
+    """Escapes reach the target once: a NUL is the target's 404, not the front door's 500,
+    and `%2541` is the text `%41` (an id the admin API refuses), never `A`."""
+    with admin(httpx.Client(base_url=stack.url, timeout=60)) as client:
+        assert client.put("/admin/accounts/fdA", json={"currency": "usd"}).status_code == 201
+        nul = client.get("/admin/accounts/%00")
+        assert nul.status_code in (400, 404), nul.text
+        assert nul.headers["Content-Type"] == "application/problem+json"
+        escaped = client.get("/admin/accounts/fd%2541")
+        assert escaped.status_code == 400, escaped.text
+        assert client.get("/admin/accounts/fd%41").json()["id"] == "fdA"
+
+
 def test_a_target_that_dies_is_a_503_then_comes_back(stack: LocalStack) -> None:
     assert stack.supervisor is not None
     webhook = stack.supervisor.by_name("webhook")

@@ -96,6 +96,11 @@ def test_admin_target_authenticates_and_queries(image: Image, database_url: str)
         assert response.status_code == 404, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert_gunicorn(response)
+        # The console's pages and assets are files the image copies with `functions/`.
+        for path in ("/console", "/console/accounts/acct_1", "/console/static/console.js"):
+            page = httpx.get(f"{url}{path}", timeout=60)
+            assert page.status_code == 200, (path, page.text[:200])
+            assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
 def test_cron_target_verifies_a_google_token(
