@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import functions_framework
 from flask import Request, Response
+from werkzeug.exceptions import HTTPException
 
 from common.lean_imports import CLI_EXTRAS, without_modules
 
@@ -53,3 +54,17 @@ def admin(request: Request) -> Response:
 @functions_framework.http
 def worker(request: Request) -> Response:
     return built("worker").handle(request)
+
+
+@functions_framework.errorhandler(HTTPException)
+def unrouted(error: HTTPException) -> Response:
+    """functions-framework answers what never reaches a target (a path its route cannot
+    match, such as one holding a line break; `/robots.txt`) with its own HTML page; every
+    answer here is problem JSON. Outside functions-framework this registers nothing."""
+    from common.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, Problem
+    from common.http import problem_response
+
+    by_status: dict[int | None, type[Problem]] = {
+        400: BadRequest, 405: MethodNotAllowed, 413: PayloadTooLarge
+    }  # fmt: skip
+    return problem_response(by_status.get(error.code, NotFound)("no such resource"))

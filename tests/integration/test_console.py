@@ -43,6 +43,7 @@ HOSTILE = [
     "/console/..", "/console/../admin/stats", "/console/accounts/..", "/console/replays/.",
     "/console/static/..%2fshell.html", "/console/static/../../common/openapi.yaml",
     "/console/%2e%2e/%2e%2e/etc/passwd", "/console/accounts/%ff%fe", "/console/%09",
+    "/console/%0d%0a",
     "/console/" + "a" * 5000, "/console/accounts/" + "a" * 257, "/console/" + "a" * 70_000,
 ]  # fmt: skip
 MARKUP_SINKS = re.compile(

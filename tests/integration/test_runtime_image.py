@@ -101,6 +101,11 @@ def test_admin_target_authenticates_and_queries(image: Image, database_url: str)
             page = httpx.get(f"{url}{path}", timeout=60)
             assert page.status_code == 200, (path, page.text[:200])
             assert "script-src 'self'" in page.headers["content-security-policy"]
+        # Paths functions-framework's own route cannot match are problems too, not its HTML.
+        for path in ("/console/%0d%0a", "/admin/%0a", "/robots.txt", "/favicon.ico"):
+            refused = httpx.get(f"{url}{path}", timeout=60)
+            assert refused.status_code == 404, (path, refused.text[:200])
+            assert refused.headers["content-type"] == "application/problem+json", path
 
 
 def test_cron_target_verifies_a_google_token(
