@@ -309,6 +309,20 @@ def stats(conn: Connection, top: int = 20) -> dict[str, Any]:
     }
 
 
+_BY_STATE_AND_REASON = sa.text(
+    """
+    SELECT state, coalesce(error_message, '') AS reason, count(*) AS n
+    FROM dead_letters GROUP BY 1, 2 ORDER BY n DESC LIMIT :top
+    """
+)
+
+
+def counts_by_state_and_reason(conn: Connection, top: int = 200) -> list[tuple[str, str, int]]:
+    """The most frequent (state, reason) pairs, for the metrics; `top` bounds the result."""
+    rows = conn.execute(_BY_STATE_AND_REASON, {"top": top})
+    return [(r.state, r.reason, int(r.n)) for r in rows]
+
+
 def _row(row: RowMapping) -> DeadLetter:
     values = dict(row)
     values["data"] = bytes(values["data"])
