@@ -124,8 +124,13 @@ def _metrics(telemetry: Telemetry, settings: Settings, resource: Any) -> None:
         from opentelemetry.exporter.cloud_monitoring import CloudMonitoringMetricsExporter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
+        # Several Cloud Run instances write the same series: each its own, or Monitoring
+        # refuses points written more often than once per sampling period.
+        exporter = CloudMonitoringMetricsExporter(
+            project_id=settings.gcp_project, add_unique_identifier=True
+        )
         reader = PeriodicExportingMetricReader(
-            CloudMonitoringMetricsExporter(project_id=settings.gcp_project),
+            exporter,
             export_interval_millis=settings.metrics_export_interval_s * 1000,
         )
     telemetry.meter_provider = MeterProvider(
