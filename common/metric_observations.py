@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.db import dead_letters, outbound_messages, outbox
 from common.logging import get_logger
-from common.metrics import Figures, bounded_counts, reason_label
+from common.metrics import REASON_MASKS, Figures, bounded_counts, reason_label
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -39,7 +39,7 @@ def figures_reader(
         lag: dict[str, float] = {}
         try:
             with engine().connect() as conn:
-                rows = dead_letters.counts_by_state_and_reason(conn)
+                rows = dead_letters.counts_by_state_and_reason(conn, REASON_MASKS)
                 lag["notifications"] = outbox.oldest_unenqueued_age_s(conn)
                 lag["messages"] = outbound_messages.oldest_unpublished_age_s(conn)
             counts = bounded_counts(((state, reason_label(reason)), n) for state, reason, n in rows)

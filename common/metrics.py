@@ -65,8 +65,10 @@ LATENCY_BUCKETS_S = (
 
 log = get_logger(__name__)
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_NUMBER = re.compile(r"\d+")
+REASON_MASKS = ((r"'[^']*'|\"[^\"]*\"", "'…'"), (r"[0-9]+", "N"))
+"""Quoted values, then numbers: what a reason label hides (the same in Python and SQL)."""
+_QUOTED = re.compile(REASON_MASKS[0][0])
+_NUMBER = re.compile(REASON_MASKS[1][0])
 
 
 def bounded_name(name: str | None, known: Collection[str]) -> str:
@@ -80,7 +82,7 @@ def reason_label(reason: str | None) -> str:
     accounts, events, amounts), cut short. `unknown account 'acct_9'` -> `unknown account '…'`."""
     if not reason:
         return UNKNOWN
-    masked = _NUMBER.sub("N", _QUOTED.sub("'…'", reason))
+    masked = _NUMBER.sub(REASON_MASKS[1][1], _QUOTED.sub(REASON_MASKS[0][1], reason))
     masked = " ".join(masked.split())
     return masked[:MAX_REASON_CHARS] or UNKNOWN
 
