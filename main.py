@@ -28,32 +28,42 @@ def built(target: TargetName) -> Target:
     root the local stack uses too; `built.cache_clear()` rebuilds it (tests)."""
     with without_modules(*CLI_EXTRAS):
         from common.config import get_settings
+        from common.telemetry import configure_telemetry
         from common.topology import get_topology
         from composition.adapters import from_settings
         from composition.targets import Composition
 
         settings = get_settings()
+        configure_telemetry(settings, target)
         return Composition(settings, from_settings(settings), get_topology()).build(target)
+
+
+def _serve(target: TargetName, request: Request) -> Response:
+    handle = built(target).handle
+    from common.telemetry import own_metrics
+
+    page = own_metrics(request)
+    return page if page is not None else handle(request)
 
 
 @functions_framework.http
 def webhook(request: Request) -> Response:
-    return built("webhook").handle(request)
+    return _serve("webhook", request)
 
 
 @functions_framework.http
 def cron(request: Request) -> Response:
-    return built("cron").handle(request)
+    return _serve("cron", request)
 
 
 @functions_framework.http
 def admin(request: Request) -> Response:
-    return built("admin").handle(request)
+    return _serve("admin", request)
 
 
 @functions_framework.http
 def worker(request: Request) -> Response:
-    return built("worker").handle(request)
+    return _serve("worker", request)
 
 
 @functions_framework.errorhandler(HTTPException)

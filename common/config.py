@@ -129,6 +129,21 @@ class Settings(BaseSettings):
         description="where secrets come from; unset: secret-manager when env=gcp, else env",
     )
     secret_cache_ttl_s: float = Field(default=300.0, ge=0)
+    metrics_exporter: Literal["none", "prometheus", "cloud-monitoring"] | None = Field(
+        default=None,
+        description="where metrics go: a Prometheus /metrics page, Cloud Monitoring, or nowhere "
+        "(the API's no-op); unset: prometheus locally, none in gcp",
+    )
+    metrics_export_interval_s: float = Field(
+        default=60.0, ge=10, description="cloud-monitoring: how often the metrics are written"
+    )
+    traces_exporter: Literal["none", "console", "cloud-trace"] = Field(
+        default="none",
+        description="where spans go: nowhere (the API's no-op), stdout, or Cloud Trace",
+    )
+    traces_sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="share of traces recorded (decided by trace id)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -152,6 +167,12 @@ class Settings(BaseSettings):
         if self.secrets is not None:
             return self.secrets
         return "secret-manager" if self.env == "gcp" else "env"
+
+    @property
+    def metrics_exporter_name(self) -> Literal["none", "prometheus", "cloud-monitoring"]:
+        if self.metrics_exporter is not None:
+            return self.metrics_exporter
+        return "none" if self.env == "gcp" else "prometheus"
 
     @property
     def base_url(self) -> str:

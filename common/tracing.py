@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from common.headers import HeaderLookup
 
+TRACEPARENT = "traceparent"
+"""The header, and the message attribute, that carries the trace onward."""
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
 

@@ -72,12 +72,16 @@ class Composition:
         return Target(cron.handle)
 
     def _admin(self) -> Target:
+        from common import metrics
         from common.egress import EgressPolicy
+        from common.metric_observations import figures_reader
         from common.operator_identity import operator_verifier
         from functions.admin import Admin
         from functions.operations import Operations
 
         adapters, settings = self.adapters, self.settings
+        # The gauges read what /admin/stats reads; one target reports them, as one scrape.
+        metrics.observe(figures_reader(adapters.engine, adapters.backlog))
         operations = Operations(
             adapters.engine, adapters.tasks, adapters.backlog, adapters.publisher, self.topology
         )

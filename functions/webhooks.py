@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from flask import Request, Response
 
-from common import webhook_body
+from common import metrics, spans, webhook_body
 from common.envelope import format_time
 from common.errors import (
     NotFound,
@@ -76,6 +76,10 @@ class WebhookIngest:
     project: str = "local-project"
     clock: Callable[[], float] = time.time
     _verifiers: dict[str, Verifier] = field(default_factory=dict)
+    _sources: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._sources = frozenset(source.name for source in self.topology.sources)
 
     def verifier(self, source: Source) -> Verifier:
         verifier = self._verifiers.get(source.name)
@@ -86,15 +90,24 @@ class WebhookIngest:
         return verifier
 
     def handle(self, request: Request) -> Response:
-        trace = parse_trace(request.headers) or new_trace()
         parts = path_parts(request, PREFIX)
-        bind_context(trace, self.project, source=parts[0] if parts else None)
-        try:
-            return self._accept(request, parts, trace.traceparent)
-        except Problem as problem:
-            level = "warning" if problem.status < 500 else "error"
-            getattr(log, level)("webhook rejected", status=problem.status, reason=problem.detail)
-            return problem_response(problem, request.path)
+        label = metrics.bounded_name(parts[0] if len(parts) == 1 else None, self._sources)
+        metrics.webhook_received(label)
+        with spans.span(
+            f"webhook {label}", parse_trace(request.headers), "server", {"hookyard.source": label}
+        ) as context:
+            trace = context or new_trace()
+            bind_context(trace, self.project, source=parts[0] if parts else None)
+            try:
+                return self._accept(request, parts, trace.traceparent)
+            except Problem as problem:
+                metrics.webhook_rejected(label, problem.slug)
+                spans.set_attribute("http.response.status_code", problem.status)
+                level = "warning" if problem.status < 500 else "error"
+                getattr(log, level)(
+                    "webhook rejected", status=problem.status, reason=problem.detail
+                )
+                return problem_response(problem, request.path)
 
     def _accept(self, request: Request, parts: list[str], traceparent: str) -> Response:
         if len(parts) != 1:
@@ -147,6 +160,7 @@ class WebhookIngest:
         except PublishError as exc:
             log.error("publish failed", error=str(exc))
             raise ServiceUnavailable("the event could not be queued; retry later") from exc
+        metrics.webhook_accepted(source.name)
         log.info("webhook accepted", message_id=message_id, body_bytes=len(body))
         if source.response == "twiml":
             return secure(Response(TWIML_EMPTY, status=202, mimetype="text/xml"))

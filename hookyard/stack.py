@@ -38,6 +38,7 @@ from common.service_identity import (
     audience_for,
     certificates_for,
 )
+from common.telemetry import configure_telemetry, shutdown_telemetry
 from common.topology import Topology, get_topology
 from composition.adapters import Adapters
 from composition.targets import TARGETS, Composition, Target, TargetName
@@ -48,6 +49,7 @@ from hookyard.emulators import Emulators, emulator_pool_size
 from hookyard.front_door import forward_to, upstream_client
 from hookyard.local_identity import LocalIdentity
 from hookyard.local_postgres import LocalPostgres
+from hookyard.metrics_page import metrics_handler, own_page, process_pages
 from hookyard.scheduler import LocalScheduler
 from hookyard.server import HardenedWSGIServer, create_app, openapi_handler
 from hookyard.stack_url import pubsub_record_path, record_path
@@ -181,7 +183,8 @@ class LocalStack:
                 {
                     prefix: forward_to(name, self.supervisor.by_name(name).url, upstream)
                     for prefix, name in ROUTES.items()
-                }
+                },
+                metrics=self._merged_metrics(upstream),
             )
         else:
             local = self.emulators = Emulators(engine, self.topology, settings, identity, base)
@@ -230,6 +233,12 @@ class LocalStack:
         record_path(self.settings.data_dir).write_text(base + "\n", encoding="utf-8")
         log.info("hookyard listening", url=base, database=_safe_url(url))
 
+    def _merged_metrics(self, upstream: httpx.Client) -> Handler:
+        """`/metrics`: every target process's own page, merged and labelled by target."""
+        assert self.supervisor is not None
+        targets = [(name, self.supervisor.by_name(name).url) for name in TARGETS]
+        return metrics_handler(process_pages(targets, upstream))
+
     def _front_door_client(self) -> httpx.Client:
         if self._upstream is None:
             self._upstream = upstream_client(self.settings.http_max_connections)
@@ -237,6 +246,8 @@ class LocalStack:
 
     def _build_targets(self, adapters: Adapters) -> None:
         """The single-process stack: every target in this process, on the front door."""
+        telemetry = configure_telemetry(self.settings, "local")
+        self.mounts["metrics"] = metrics_handler(own_page(telemetry.prometheus_text))
         composition = Composition(self.settings, adapters, self.topology, self.worker_hook)
         self.targets = {name: composition.build(name) for name in TARGETS}
         self.mounts.update({prefix: self.targets[name].handle for prefix, name in ROUTES.items()})
@@ -273,6 +284,8 @@ class LocalStack:
         for target in self.targets.values():
             with contextlib.suppress(Exception):
                 target.close()
+        if self.targets:
+            shutdown_telemetry()
         self.targets = {}
         if self._upstream is not None:
             self._upstream.close()  # idle keep-alive connections would hold gunicorn's drain

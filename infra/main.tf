@@ -104,6 +104,9 @@ module "services" {
     HOOKYARD_GCP_PROJECT               = var.project_id
     HOOKYARD_GCP_REGION                = var.region
     HOOKYARD_LOG_LEVEL                 = var.log_level
+    HOOKYARD_METRICS_EXPORTER          = var.metrics_exporter
+    HOOKYARD_TRACES_EXPORTER           = var.traces_exporter
+    HOOKYARD_TRACES_SAMPLE_RATIO       = tostring(var.traces_sample_ratio)
     HOOKYARD_WORKER_URL                = local.service_url["worker"]
     HOOKYARD_CRON_AUDIENCE             = local.service_url["cron"]
     HOOKYARD_ADMIN_AUDIENCE            = coalesce(var.admin_audience, local.service_url["admin"])
@@ -128,6 +131,7 @@ module "access" {
   project_number    = data.google_project.this.number
   database_instance = module.database.instance_name
   operators         = var.operators
+  telemetry         = { metrics = var.metrics_exporter != "none", traces = var.traces_exporter != "none" }
 }
 
 module "iam" {

@@ -142,6 +142,39 @@ variable "log_level" {
   }
 }
 
+variable "metrics_exporter" {
+  description = "HOOKYARD_METRICS_EXPORTER of every service: cloud-monitoring, or none (no metrics, no role)."
+  type        = string
+  default     = "cloud-monitoring"
+
+  validation {
+    condition     = contains(["cloud-monitoring", "none"], var.metrics_exporter)
+    error_message = "metrics_exporter must be cloud-monitoring or none."
+  }
+}
+
+variable "traces_exporter" {
+  description = "HOOKYARD_TRACES_EXPORTER of every service: cloud-trace, or none (no spans, no role)."
+  type        = string
+  default     = "cloud-trace"
+
+  validation {
+    condition     = contains(["cloud-trace", "none"], var.traces_exporter)
+    error_message = "traces_exporter must be cloud-trace or none."
+  }
+}
+
+variable "traces_sample_ratio" {
+  description = "HOOKYARD_TRACES_SAMPLE_RATIO: the share of traces recorded, decided by trace id."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.traces_sample_ratio >= 0 && var.traces_sample_ratio <= 1
+    error_message = "traces_sample_ratio must be between 0 and 1."
+  }
+}
+
 variable "pubsub_kms_key" {
   description = "Cloud KMS key (id) to encrypt topics with; null keeps Google-managed encryption."
   type        = string

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from common.db.inbox import Claim, EventKey
 from common.envelope import PushMessage
@@ -43,13 +44,19 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class Handled:
-    """What must happen after commit: notifications to relay, messages to publish."""
+    """What must happen after commit: notifications to relay, messages to publish; and the
+    outcome, for the metrics."""
 
     notifications: Sequence[int] = ()
     messages: Sequence[int] = ()
+    outcome: HandledOutcome = "applied"
 
 
+HandledOutcome = Literal["applied", "ignored", "duplicate", "skipped"]
 NOTHING = Handled()
+DUPLICATE = Handled(outcome="duplicate")
+SKIPPED = Handled(outcome="skipped")
+"""Not this handler's event."""
 
 
 def refuse_conflict(claim: Claim) -> bool:

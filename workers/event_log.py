@@ -19,7 +19,7 @@ from common.logging import get_logger
 from common.storable import datetime_problem
 from common.topology import HEADER_PREFIX
 from common.webhook_body import payload_document
-from workers.delivery import NOTHING, Delivered, Handled, refuse_conflict
+from workers.delivery import DUPLICATE, NOTHING, Delivered, Handled, refuse_conflict
 
 log = get_logger(__name__)
 
@@ -47,6 +47,7 @@ def record_event(conn: Connection, delivered: Delivered) -> Handled:
     )
     if not first:
         log.info("event already in the log")
+        return DUPLICATE
     return NOTHING
 
 

@@ -19,7 +19,7 @@ from common.errors import ConfigError, PermanentError
 from common.logging import get_logger
 from common.storable import text_problem
 from common.topology import Handler, Topology
-from workers.delivery import NOTHING, Delivered, Handled, refuse_conflict
+from workers.delivery import DUPLICATE, SKIPPED, Delivered, Handled, refuse_conflict
 from workers.event_log import kept_headers, received_at
 from workers.plugin import Effects, Event, HandlerFunction, Message, has_own_inbox
 
@@ -43,11 +43,11 @@ class LoadedHandler:
             # Not its event: the filter keeps these away in Pub/Sub, but a filter too long for
             # Pub/Sub names sources only, and Google's emulator applies no filter at all.
             log.info("not this handler's event; acknowledged", handler=self.name)
-            return NOTHING
+            return SKIPPED
         if has_own_inbox(self.function):
             own = self._checked(self.function(event, conn))
             ids = outbound_messages.add(conn, self.name, delivered.key, self._messages(own))
-            return Handled(notifications=own.notifications, messages=ids)
+            return Handled(own.notifications, ids, "ignored" if own.ignored else "applied")
         claim = inbox.claim(
             conn,
             delivered.key,
@@ -58,7 +58,7 @@ class LoadedHandler:
         )
         if not refuse_conflict(claim):
             log.info("duplicate delivery acknowledged without effect", handler=self.name)
-            return NOTHING
+            return DUPLICATE
         effects = self._checked(self.function(event, conn))
         ids = outbound_messages.add(conn, self.name, delivered.key, self._messages(effects))
         if effects.rows or ids or effects.ignored:
@@ -69,7 +69,7 @@ class LoadedHandler:
                 outcome="ignored" if effects.ignored else "applied",
                 effects={"rows": effects.rows, "messages": ids, "ignored": effects.ignored},
             )
-        return Handled(notifications=effects.notifications, messages=ids)
+        return Handled(effects.notifications, ids, "ignored" if effects.ignored else "applied")
 
     def _checked(self, effects: object) -> Effects:
         """A handler returning something else is a bug no retry fixes: a dead letter."""

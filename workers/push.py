@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from flask import Request, Response
 from sqlalchemy.engine import Connection, Engine
 
+from common import metrics, spans
 from common.db import dead_letters, delivery_failures
 from common.db.delivery_failures import failure_key
 from common.db.sqlstate import as_permanent
@@ -30,7 +31,7 @@ from common.http import (
 )
 from common.logging import bind_context, get_logger
 from common.oidc import CallerVerifier, NoCallers
-from common.tracing import parse_trace
+from common.tracing import TRACEPARENT, parse_trace
 from workers.dead_letter_sink import store_forwarded
 from workers.delivery import Delivered, Handled
 from workers.event_log import record_event
@@ -46,6 +47,7 @@ log = get_logger(__name__)
 PREFIX = "/pubsub"
 
 EnvelopeHook = Callable[[PushEnvelope], None]
+PushOutcome = Literal["ack", "dead_letter"]
 Route = Callable[[Connection, Delivered], Handled]
 """Applies a delivery in the caller's transaction; says what to announce after commit."""
 EVENT_LOG = "event-log"
@@ -92,26 +94,48 @@ class Worker:
             if len(parts) != 1:
                 raise NotFound("no such push endpoint")
             envelope = parse_envelope(read_body(request, MAX_PUSH_BYTES))
-            attrs = envelope.message.attributes
+        except Problem as problem:
+            metrics.push_attempt(self._label(parts), "rejected")
+            return problem_response(problem, request.path)
+        subscription, label = parts[0], self._label(parts)
+        attrs = envelope.message.attributes
+        outcome = "nack"
+        with spans.span(f"push {label}", parse_trace(attrs), "consumer") as trace:
             bind_context(
-                parse_trace(attrs),
+                trace,
                 self.project,
-                subscription=parts[0],
+                subscription=subscription,
                 message_id=envelope.message.message_id,
                 source=attrs.get("source"),
                 event_id=attrs.get("event_id"),
                 delivery_attempt=envelope.delivery_attempt,
             )
-            self.deliver(parts[0], envelope)
-        except Problem as problem:
-            return problem_response(problem, request.path)
+            try:
+                outcome = self.deliver(subscription, envelope)
+            except Problem as problem:
+                outcome = "rejected" if problem.status < 500 else "nack"
+                return problem_response(problem, request.path)
+            finally:
+                spans.set_attribute("hookyard.outcome", outcome)
+                metrics.push_attempt(
+                    label, outcome, envelope.delivery_attempt, envelope.message.publish_time
+                )
         return empty_response(204)
 
-    def deliver(self, subscription: str, envelope: PushEnvelope) -> None:
+    def _label(self, parts: list[str]) -> str:
+        """A subscription this worker serves, else `unknown` (the path is the caller's)."""
+        return metrics.bounded_name(parts[0] if len(parts) == 1 else None, self._served)
+
+    @property
+    def _served(self) -> set[str]:
+        return {*self.routes, DEAD_LETTERS}
+
+    def deliver(self, subscription: str, envelope: PushEnvelope) -> PushOutcome:
+        """Acks (`ack`, or `dead_letter` once stored) or raises: a 503 nack, or a 404."""
         if subscription == DEAD_LETTERS:
             with self.engine.begin() as conn:
                 store_forwarded(conn, envelope)
-            return
+            return "ack"
         handler = self.routes.get(subscription)
         if handler is None:
             raise NotFound(f"no handler for subscription {subscription!r}")
@@ -121,10 +145,12 @@ class Worker:
             self._apply(subscription, envelope, handler)
         except PermanentError as exc:
             self._dead_letter(subscription, envelope, exc)
+            return "dead_letter"
         except Exception as exc:
             if (permanent := as_permanent(exc)) is not None:
                 self._dead_letter(subscription, envelope, permanent)
-                return
+                return "dead_letter"
+            metrics.handler_outcome(subscription, "failed")
             log.warning(
                 "delivery failed; the broker will retry",
                 error_class=type(exc).__name__,
@@ -132,6 +158,7 @@ class Worker:
             )
             self._note_failure(subscription, envelope, exc)
             raise ServiceUnavailable("delivery failed; retry later") from exc
+        return "ack"
 
     def _note_failure(self, subscription: str, envelope: PushEnvelope, exc: Exception) -> None:
         """Best effort: the reason shows in the dead letter if the broker gives up."""
@@ -147,9 +174,15 @@ class Worker:
 
     def _apply(self, subscription: str, envelope: PushEnvelope, handler: Route) -> None:
         delivered = Delivered.of(subscription, envelope.message)
-        with self.engine.begin() as conn:
-            handled = handler(conn, delivered)
-        traceparent = envelope.message.attributes.get("traceparent")
+        with spans.span(f"handler {subscription}") as trace:
+            with self.engine.begin() as conn:
+                handled = handler(conn, delivered)
+            spans.set_attribute("hookyard.outcome", handled.outcome)
+        metrics.handler_outcome(subscription, handled.outcome)
+        # What it announces continues from the handler's span (the message's own without one).
+        traceparent = (
+            trace.traceparent if trace is not None else envelope.message.attributes.get(TRACEPARENT)
+        )
         if handled.notifications and self.relay is not None:
             self.relay.relay(handled.notifications, traceparent)
         if handled.messages and self.messages is not None:
@@ -168,4 +201,5 @@ class Worker:
                 error_class=type(exc).__name__,
                 error_message=exc.reason,
             )
+        metrics.handler_outcome(subscription, "dead_letter")
         log.warning("dead-lettered", reason=exc.reason, dead_letter_id=dead_letter_id)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from common import bounded_json
+from common import bounded_json, metrics
 from common.db import dead_letters, replays
 from common.db.dead_letters import REPLAY_ID, REPLAY_OF, DeadLetter
 from common.errors import PermanentError, PublishError, TransientError
@@ -85,6 +85,7 @@ class ReplayRunner:
             if outcome.failed:
                 dead_letters.release_ids(conn, outcome.failed)
             replays.progress(conn, replay_id, len(outcome.published), len(outcome.failed))
+        metrics.replay_progress(len(outcome.published), len(outcome.failed))
         log.info("replay batch", replay_id=replay_id, seq=seq, published=len(outcome.published),
                  failed=len(outcome.failed), retry=len(outcome.retry))  # fmt: skip
         if outcome.retry:

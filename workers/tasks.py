@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from flask import Request, Response
 from sqlalchemy.engine import Engine
 
+from common import metrics, spans
 from common.db import dead_letters
 from common.db.sqlstate import as_permanent
 from common.errors import BadRequest, NotFound, PermanentError, Problem, RetryLater
@@ -39,6 +41,7 @@ MAX_COUNT = 2**31 - 1
 MAX_TASK_BYTES = 1024 * 1024
 """Cloud Tasks caps a task at 100 KB (1 MB for HTTP tasks by some accounts): far above."""
 TaskHandler = Callable[[bytes], None]
+TaskOutcome = Literal["done", "dead_letter"]
 
 
 @dataclass
@@ -63,37 +66,51 @@ class TaskWorker:
             if queue is None:
                 raise NotFound(f"queue {parts[0]!r} is not in the topology")
             retry_count = _int_header(request, "X-CloudTasks-TaskRetryCount")
-            task_name = request.headers.get("X-CloudTasks-TaskName", "")
-            bind_context(
-                parse_trace(request.headers), self.project,
-                queue=queue.name, task_name=task_name, retry_count=retry_count,
-            )  # fmt: skip
-            body = read_body(request, MAX_TASK_BYTES)
-            last = queue.retry_config.max_attempts != -1 and (
-                retry_count + 1 >= queue.retry_config.max_attempts
-            )
-            self._run(queue.name, task_name, retry_count, body, last_attempt=last)
         except Problem as problem:
+            label = metrics.bounded_name(parts[0] if len(parts) == 1 else None, self.handlers)
+            metrics.task_attempt(label, "rejected")
             return problem_response(problem, request.path)
+        outcome = "retry"
+        with spans.span(f"task {queue.name}", parse_trace(request.headers), "consumer") as trace:
+            try:
+                task_name = request.headers.get("X-CloudTasks-TaskName", "")
+                bind_context(
+                    trace, self.project,
+                    queue=queue.name, task_name=task_name, retry_count=retry_count,
+                )  # fmt: skip
+                body = read_body(request, MAX_TASK_BYTES)
+                last = queue.retry_config.max_attempts != -1 and (
+                    retry_count + 1 >= queue.retry_config.max_attempts
+                )
+                outcome = self._run(queue.name, task_name, retry_count, body, last_attempt=last)
+            except Problem as problem:
+                outcome = "rejected" if problem.status < 500 else "retry"
+                return problem_response(problem, request.path)
+            finally:
+                spans.set_attribute("hookyard.outcome", outcome)
+                metrics.task_attempt(queue.name, outcome, retry_count)
         return empty_response(204)
 
     def _run(
         self, queue: str, task: str, retry_count: int, body: bytes, *, last_attempt: bool
-    ) -> None:
+    ) -> TaskOutcome:
+        """`done`, or `dead_letter` once stored; else raises for a retry."""
         try:
             self.handlers[queue](body)
         except PermanentError as exc:
             self._dead_letter(queue, task, retry_count, body, exc)
+            return "dead_letter"
         except Exception as exc:
             if (permanent := as_permanent(exc)) is not None:
                 self._dead_letter(queue, task, retry_count, body, permanent)
-                return
+                return "dead_letter"
             if last_attempt:
                 self._dead_letter(queue, task, retry_count, body, exc)
-                return
+                return "dead_letter"
             log.warning("task failed; the queue will retry", error_class=type(exc).__name__,
                         error=str(exc)[:500])  # fmt: skip
             raise RetryLater("task failed; retry later") from exc
+        return "done"
 
     def _dead_letter(
         self, queue: str, task: str, retry_count: int, body: bytes, exc: Exception

@@ -309,6 +309,30 @@ def stats(conn: Connection, top: int = 20) -> dict[str, Any]:
     }
 
 
+_BY_STATE_AND_REASON = sa.text(
+    """
+    SELECT state,
+           regexp_replace(regexp_replace(coalesce(error_message, ''), :quoted, :quoted_as, 'g'),
+                          :numbers, :numbers_as, 'g') AS reason,
+           count(*) AS n
+    FROM dead_letters GROUP BY 1, 2 ORDER BY n DESC LIMIT :top
+    """
+)
+
+
+def counts_by_state_and_reason(
+    conn: Connection, masks: tuple[tuple[str, str], tuple[str, str]], top: int = 200
+) -> list[tuple[str, str, int]]:
+    """Rows per state and reason, the reason's quoted values and then its numbers replaced as
+    `masks` say (regex, replacement), so one reason for many accounts counts as one; `top`
+    bounds the result."""
+    (quoted, quoted_as), (numbers, numbers_as) = masks
+    params = {"quoted": quoted, "quoted_as": quoted_as, "numbers": numbers,
+              "numbers_as": numbers_as, "top": top}  # fmt: skip
+    rows = conn.execute(_BY_STATE_AND_REASON, params)
+    return [(r.state, r.reason, int(r.n)) for r in rows]
+
+
 def _row(row: RowMapping) -> DeadLetter:
     values = dict(row)
     values["data"] = bytes(values["data"])

@@ -105,3 +105,15 @@ def stale(conn: Connection, older_than_s: float, limit: int) -> list[int]:
 def mark_published(conn: Connection, published: Mapping[int, str]) -> None:
     if published:
         conn.execute(_MARK, {"ids": list(published), "message_ids": list(published.values())})
+
+
+_OLDEST_UNPUBLISHED = sa.text(
+    "SELECT extract(epoch FROM now() - min(created_at)) FROM outbound_messages "
+    "WHERE published_at IS NULL"
+)
+
+
+def oldest_unpublished_age_s(conn: Connection) -> float:
+    """How long the oldest message not yet published has waited (0 when none)."""
+    age = conn.execute(_OLDEST_UNPUBLISHED).scalar()
+    return max(float(age), 0.0) if age is not None else 0.0

@@ -110,3 +110,17 @@ def record_attempt(
 
 def pending_for(conn: Connection, account_id: str) -> int:
     return int(conn.execute(_PENDING_FOR, {"id": account_id}).scalar_one())
+
+
+_OLDEST_UNENQUEUED = sa.text(
+    """
+    SELECT extract(epoch FROM now() - min(created_at)) FROM outbox
+    WHERE enqueued_at IS NULL AND state = 'pending'
+    """
+)
+
+
+def oldest_unenqueued_age_s(conn: Connection) -> float:
+    """How long the oldest row not yet on the queue has waited (0 when none): the relay's lag."""
+    age = conn.execute(_OLDEST_UNENQUEUED).scalar()
+    return max(float(age), 0.0) if age is not None else 0.0

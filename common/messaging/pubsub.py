@@ -20,9 +20,11 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, wait_random_exponential
 
+from common import metrics, spans
 from common.errors import PublishError
 from common.lazy import Lazy
 from common.messaging.publisher import OutboundMessage
+from common.tracing import TRACEPARENT, parse_trace
 
 MAX_REQUEST_MESSAGES = 1000
 MAX_REQUEST_BYTES = 9_000_000
@@ -92,12 +94,29 @@ class PubSubPublisher:
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], ordering_key: str = ""
     ) -> str:
-        return self.publish_many(topic, [OutboundMessage(data, attributes, ordering_key)])[0]
+        """The message's `traceparent`, when it has one, is this publish's span: the push
+        that delivers it is the span's child, on the same trace."""
+        with spans.span(f"publish {topic}", parse_trace(attributes), "producer") as context:
+            if context is not None and TRACEPARENT in attributes:
+                attributes = {**attributes, TRACEPARENT: context.traceparent}
+            message = OutboundMessage(data, attributes, ordering_key)
+            return self.publish_many(topic, [message])[0]
 
     def publish_many(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
         """In as few requests as Pub/Sub's limits allow, in order, within one deadline. A
         failure part way leaves the earlier requests published: consumers dedupe."""
-        deadline = time.monotonic() + self._timeout
+        started = time.monotonic()
+        ok = False
+        try:
+            ids = self._publish_many(topic, messages, started + self._timeout)
+            ok = True
+        finally:
+            metrics.publish_finished(topic, time.monotonic() - started, ok=ok)
+        return ids
+
+    def _publish_many(
+        self, topic: str, messages: Sequence[OutboundMessage], deadline: float
+    ) -> list[str]:
         try:
             from google.pubsub_v1 import types
 

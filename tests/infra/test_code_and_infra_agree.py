@@ -212,5 +212,10 @@ def test_database_roles_are_limited_to_the_instance(infra: dict[str, Any]) -> No
         if binding["role"].startswith("roles/cloudsql."):
             assert "instances/hookyard-db" in binding["condition"]["expression"]
     assert {(b["role"], b["member"]) for b in roles if b["condition"] is None} == {
-        ("roles/monitoring.viewer", _sa("admin"))
+        ("roles/monitoring.viewer", _sa("admin")),
+        *{
+            (role, _sa(target))
+            for role in ("roles/monitoring.metricWriter", "roles/cloudtrace.agent")
+            for target in ("webhook", "cron", "admin", "worker")
+        },
     }

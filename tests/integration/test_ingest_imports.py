@@ -21,6 +21,11 @@ NOT_FOR_INGEST_ANYWHERE = (
     "google.cloud.secretmanager_v1",
 )  # fmt: skip
 
+TELEMETRY_SDK = (
+    "opentelemetry.sdk", "opentelemetry.exporter", "prometheus_client",
+    "google.cloud.monitoring_v3", "google.cloud.trace_v2",
+)  # fmt: skip
+
 FIRST_REQUEST = """
 import json, sys, time
 import main
@@ -77,6 +82,8 @@ def test_first_gcp_webhook_request_loads_only_the_pubsub_client() -> None:
     })  # fmt: skip
     outcome = _first_request(env)
     assert loaded(outcome["modules"], NOT_FOR_INGEST_ANYWHERE) == []
+    # No metrics or traces exporter configured: OpenTelemetry's SDK is never loaded.
+    assert loaded(outcome["modules"], TELEMETRY_SDK) == []
     assert outcome["status"] == 503
     assert "google.pubsub_v1" in outcome["modules"]  # it did try to publish
 

@@ -3,11 +3,13 @@
 # (which secrets it reads, which topics it publishes to, which queues it fills);
 # modules/iam and modules/services only create what is listed here. Least privilege: each
 # grant is on the one resource the role is needed for, never project-wide, except the
-# roles Google offers only on projects (Cloud SQL: conditioned on the instance; Monitoring).
+# roles Google offers only on projects (Cloud SQL: conditioned on the instance; Monitoring;
+# Cloud Trace).
 
 locals {
   sa           = { for role, email in var.accounts : role => "serviceAccount:${email}" }
   pubsub_agent = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  targets      = ["webhook", "cron", "admin", "worker"]
 
   # Names the code reads them by (common/db/engine.py, functions/admin.py,
   # workers/notifications.py, functions/webhooks.py via each source's `secret`).
@@ -75,6 +77,9 @@ locals {
     { for role in ["admin", "worker", "migrate"] : "${role}/cloudsql.instanceUser" => { role = "roles/cloudsql.instanceUser", member = local.sa[role], condition = local.database_only } },
     # /admin/stats reads backlog and oldest-unacked age from Cloud Monitoring.
     { "admin/monitoring.viewer" = { role = "roles/monitoring.viewer", member = local.sa["admin"], condition = null } },
+    # The targets write their own metrics and spans (HOOKYARD_METRICS_EXPORTER, _TRACES_EXPORTER).
+    { for role in local.targets : "${role}/monitoring.metricWriter" => { role = "roles/monitoring.metricWriter", member = local.sa[role], condition = null } if var.telemetry.metrics },
+    { for role in local.targets : "${role}/cloudtrace.agent" => { role = "roles/cloudtrace.agent", member = local.sa[role], condition = null } if var.telemetry.traces },
   )
 
   # Only the webhook function is public: senders sign their requests instead.

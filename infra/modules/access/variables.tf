@@ -28,6 +28,12 @@ variable "database_instance" {
   type        = string
 }
 
+variable "telemetry" {
+  description = "Which telemetry the four targets write: metrics to Cloud Monitoring, spans to Cloud Trace."
+  type        = object({ metrics = bool, traces = bool })
+  default     = { metrics = true, traces = true }
+}
+
 variable "operators" {
   description = "Emails of the operators allowed to invoke the admin service."
   type        = list(string)
