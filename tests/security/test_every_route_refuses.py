@@ -7,9 +7,10 @@ another surface's caller, and 403 to a cross-site browser request even when it c
 right credential. Webhooks are signed, not token-authenticated: no signature and a signature
 made with another source's secret are 401. The emulators' Cloud Tasks API takes no
 credentials (as Google's emulators) but refuses browsers, in Google's error shape, as
-documented. Health probes, the document itself, the token certificates and the console's
-pages (which hold no data: their script calls the admin API with the operator's token) are
-public, and no other operation may be. Every refusal is problem JSON with a documented status, never
+documented. Health probes, the document itself, the token certificates, the local stack's
+Prometheus page (counts with bounded labels, as a scraper expects it) and the console's pages
+(which hold no data: their script calls the admin API with the operator's token) are public,
+and no other operation may be. Every refusal is problem JSON with a documented status, never
 echoes the credential, and leaves the database as it was.
 
 The stack runs in its production shape (each target its own process behind the front door),
@@ -51,6 +52,7 @@ ANOTHER_AUDIENCE = "https://another-service.example"
 PUBLIC = {
     ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/openapi.json"),
     ("GET", "/emulator/oauth2/v1/certs"), ("GET", "/console"), ("GET", "/console/static/{asset}"),
+    ("GET", "/metrics"),
 }  # fmt: skip
 SERVICE_SURFACES: dict[str, Surface] = {"pubsub": "pubsub", "tasks": "tasks", "cron": "cron"}
 PATH_VALUES = {
