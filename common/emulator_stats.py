@@ -6,10 +6,13 @@ oldest_unacked_message_age, the queue's task count); locally they are one query 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from common.topology import Topology
 
 _SUBSCRIPTIONS = sa.text(
     """
@@ -35,11 +38,23 @@ _QUEUES = sa.text(
 )
 
 
-def emulator_backlog(engine: Engine) -> dict[str, Any]:
+def emulator_backlog(engine: Engine, topology: Topology | None = None) -> dict[str, Any]:
+    """Every subscription and queue the topology declares is reported, idle ones as zero:
+    the tables only hold what has been delivered, and an operator looking for a queue must
+    not have to guess whether its absence means idle or missing."""
     with engine.connect() as conn:
         subscriptions = {r.subscription: _figures(r) for r in conn.execute(_SUBSCRIPTIONS)}
         queues = {r.queue: _figures(r) for r in conn.execute(_QUEUES)}
+    if topology is not None:
+        for subscription in topology.subscriptions:
+            subscriptions.setdefault(subscription.name, _idle())
+        for queue in topology.queues:
+            queues.setdefault(queue.name, _idle())
     return {"subscriptions": subscriptions, "queues": queues}
+
+
+def _idle() -> dict[str, Any]:
+    return {"backlog": 0, "in_flight": 0, "oldest_unacked_age_s": None}
 
 
 def _figures(row: Any) -> dict[str, Any]:

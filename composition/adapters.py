@@ -70,8 +70,9 @@ def from_settings(settings: Settings) -> Adapters:
 
     def local_backlog() -> dict[str, Any]:
         from common.emulator_stats import emulator_backlog
+        from common.topology import get_topology
 
-        return emulator_backlog(engine())
+        return emulator_backlog(engine(), get_topology())
 
     backlog: StatsProvider = local_backlog
     if settings.env == "gcp":

@@ -202,7 +202,7 @@ class LocalStack:
                 publisher=lambda: publisher,
                 tasks=lambda: task_queue,
                 certificates=lambda: certs,
-                backlog=lambda: emulator_backlog(engine),
+                backlog=lambda: emulator_backlog(engine, self.topology),
                 stack_url=base,
             )
             self._build_targets(adapters)

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import Result
 
 from common.db import reconciliations
+from common.topology import get_topology
 from hookyard import admin_client, operator_cli
 from hookyard.admin_client import operator_name
 from hookyard.cli import app
@@ -198,6 +199,10 @@ def test_stats_then_discard_by_id_and_by_filter(stack: LocalStack, client: httpx
     before = ok_json(cli(stack, "stats", "--json"))
     assert before["dead_letters"]["by_state"] == {"pending": 3}
     assert "ledger" in before["subscriptions"]
+    topology = get_topology()  # idle ones too: absent would read as "missing", not "idle"
+    assert set(before["subscriptions"]) == {s.name for s in topology.subscriptions}
+    assert set(before["queues"]) == {q.name for q in topology.queues}
+    assert before["queues"]["statements"]["backlog"] == 0
     [top] = before["dead_letters"]["by_reason"]  # the server groups pending ones only
     assert (top["subscription"], top["count"]) == ("ledger", 3)
     assert "unknown account" in top["reason"]
