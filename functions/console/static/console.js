@@ -553,7 +553,7 @@ function accountForm() {
     h("h2", {}, "Create or update an account"),
     h("div", { class: "field" }, h("label", { for: "account-id" }, "Account id"), id),
     h("div", { class: "field" }, h("label", { for: "account-currency" }, "Currency (ISO 4217, three letters)"), currency),
-    h("div", { class: "field" }, h("label", { for: "account-notify-url" }, "Notify URL (optional)"), notifyUrl),
+    h("div", { class: "field" }, h("label", { for: "account-notify-url" }, "Notify URL (optional; left blank, an existing one is removed)"), notifyUrl),
     h("div", { class: "actions" }, h("button", { type: "submit", id: "save-account" }, "Save account")));
 }
 
