@@ -8,6 +8,7 @@ change), with the same conventions as `dlq`: tables for people, tab-separated wh
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -15,7 +16,8 @@ import typer
 from rich.text import Text
 
 from hookyard import json_output as json_fields
-from hookyard.json_output import JqOption, JsonOption, json_output
+from hookyard.admin_client import JsonObject
+from hookyard.json_output import JqOption, JsonOption, JsonOutput, json_output
 from hookyard.operator_cli import (
     LimitOption,
     ReasonOption,
@@ -79,37 +81,36 @@ def replays_list(
     with _admin(url, token) as client:
         chosen = state.value if state is not None else None
         items = list(client.iter_replays(state=chosen, limit=limit))
-    if out:
-        out.emit(items)
-        return
-    if not items:
-        _console().print(Text("no replays", style="dim"))
-        return
-    table = _table(
-        ("id", "num"),
-        ("state", "key"),
-        ("done", "num"),
-        ("failed", "num"),
-        ("total", "num"),
-        ("actor", "key"),
-        ("reason", "text"),
-        ("started", "key"),
-    )
-    for item in items:
+
+    def row(item: JsonObject) -> tuple[Any, ...]:
         state_shown = f"{item.get('state')} (dry run)" if item.get("dry_run") else item.get("state")
-        table.add_row(
-            *_cells(
-                item.get("id"),
-                state_shown,
-                item.get("done"),
-                item.get("failed"),
-                item.get("total"),
-                item.get("actor"),
-                _truncate(item.get("reason"), NOTE_WIDTH),
-                _ago(item.get("created_at")),
-            )
+        return (
+            item.get("id"),
+            state_shown,
+            item.get("done"),
+            item.get("failed"),
+            item.get("total"),
+            item.get("actor"),
+            _truncate(item.get("reason"), NOTE_WIDTH),
+            _ago(item.get("created_at")),
         )
-    _print_wide(_console(), table)
+
+    _show_list(
+        out,
+        items,
+        "no replays",
+        (
+            ("id", "num"),
+            ("state", "key"),
+            ("done", "num"),
+            ("failed", "num"),
+            ("total", "num"),
+            ("actor", "key"),
+            ("reason", "text"),
+            ("started", "key"),
+        ),
+        row,
+    )
 
 
 @replays_app.command("show")
@@ -176,32 +177,31 @@ def audit(
         items = list(
             client.iter_audit(action=action, actor=actor, since=since, until=until, limit=limit)
         )
-    if out:
-        out.emit(items)
-        return
-    if not items:
-        _console().print(Text("no audit entries match", style="dim"))
-        return
-    table = _table(
-        ("id", "num"),
-        ("when", "key"),
-        ("actor", "key"),
-        ("action", "key"),
-        ("reason", "text"),
-        ("result", "text"),
-    )
-    for item in items:
-        table.add_row(
-            *_cells(
-                item.get("id"),
-                _ago(item.get("at")),
-                item.get("actor"),
-                item.get("action"),
-                _truncate(item.get("reason"), NOTE_WIDTH),
-                _compact(item.get("result")),
-            )
+
+    def row(item: JsonObject) -> tuple[Any, ...]:
+        return (
+            item.get("id"),
+            _ago(item.get("at")),
+            item.get("actor"),
+            item.get("action"),
+            _truncate(item.get("reason"), NOTE_WIDTH),
+            _compact(item.get("result")),
         )
-    _print_wide(_console(), table)
+
+    _show_list(
+        out,
+        items,
+        "no audit entries match",
+        (
+            ("id", "num"),
+            ("when", "key"),
+            ("actor", "key"),
+            ("action", "key"),
+            ("reason", "text"),
+            ("result", "text"),
+        ),
+        row,
+    )
 
 
 @accounts_app.command("list")
@@ -220,30 +220,29 @@ def accounts_list(
     out = json_output(as_json, jq, json_fields.ACCOUNT)
     with _admin(url, token) as client:
         items = list(client.iter_accounts(prefix=prefix, limit=limit))
-    if out:
-        out.emit(items)
-        return
-    if not items:
-        _console().print(Text("no accounts match", style="dim"))
-        return
-    table = _table(
-        ("id", "key"),
-        ("currency", "key"),
-        ("available", "num"),
-        ("held", "num"),
-        ("notify url", "text"),
-    )
-    for item in items:
-        table.add_row(
-            *_cells(
-                item.get("id"),
-                item.get("currency"),
-                item.get("available"),
-                item.get("held"),
-                item.get("notify_url"),
-            )
+
+    def row(item: JsonObject) -> tuple[Any, ...]:
+        return (
+            item.get("id"),
+            item.get("currency"),
+            item.get("available"),
+            item.get("held"),
+            item.get("notify_url"),
         )
-    _print_wide(_console(), table)
+
+    _show_list(
+        out,
+        items,
+        "no accounts match",
+        (
+            ("id", "key"),
+            ("currency", "key"),
+            ("available", "num"),
+            ("held", "num"),
+            ("notify url", "text"),
+        ),
+        row,
+    )
 
 
 @accounts_app.command("show")
@@ -279,34 +278,33 @@ def accounts_entries(
     out = json_output(as_json, jq, json_fields.ENTRY)
     with _admin(url, token) as client:
         items = list(client.iter_entries(account_id, limit=limit))
-    if out:
-        out.emit(items)
-        return
-    if not items:
-        _console().print(Text("no entries", style="dim"))
-        return
-    table = _table(
-        ("id", "num"),
-        ("balance", "key"),
-        ("amount", "num"),
-        ("currency", "key"),
-        ("kind", "key"),
-        ("event", "key"),
-        ("when", "key"),
-    )
-    for item in items:
-        table.add_row(
-            *_cells(
-                item.get("id"),
-                item.get("balance"),
-                item.get("amount"),
-                item.get("currency"),
-                item.get("kind"),
-                f"{item.get('source')}/{item.get('event_id')}",
-                _ago(item.get("created_at")),
-            )
+
+    def row(item: JsonObject) -> tuple[Any, ...]:
+        return (
+            item.get("id"),
+            item.get("balance"),
+            item.get("amount"),
+            item.get("currency"),
+            item.get("kind"),
+            f"{item.get('source')}/{item.get('event_id')}",
+            _ago(item.get("created_at")),
         )
-    _print_wide(_console(), table)
+
+    _show_list(
+        out,
+        items,
+        "no entries",
+        (
+            ("id", "num"),
+            ("balance", "key"),
+            ("amount", "num"),
+            ("currency", "key"),
+            ("kind", "key"),
+            ("event", "key"),
+            ("when", "key"),
+        ),
+        row,
+    )
 
 
 @accounts_app.command("notifications")
@@ -323,35 +321,54 @@ def accounts_notifications(
     out = json_output(as_json, jq, json_fields.NOTIFICATION_ATTEMPT)
     with _admin(url, token) as client:
         items = list(client.iter_notification_attempts(account_id, limit=limit))
+
+    def row(item: JsonObject) -> tuple[Any, ...]:
+        return (
+            item.get("id"),
+            item.get("outbox_id"),
+            item.get("kind"),
+            item.get("status"),
+            item.get("outbox_state"),
+            item.get("duration_ms"),
+            _ago(item.get("attempted_at")),
+            item.get("error"),
+        )
+
+    _show_list(
+        out,
+        items,
+        "no notification attempts",
+        (
+            ("id", "num"),
+            ("notification", "num"),
+            ("kind", "key"),
+            ("status", "num"),
+            ("now", "key"),
+            ("ms", "num"),
+            ("when", "key"),
+            ("error", "text"),
+        ),
+        row,
+    )
+
+
+def _show_list(
+    out: JsonOutput | None,
+    items: list[JsonObject],
+    empty: str,
+    columns: tuple[tuple[str, str], ...],
+    row: Callable[[JsonObject], tuple[Any, ...]],
+) -> None:
+    """JSON when asked; else a table of `columns`, one `row(item)` per item."""
     if out:
         out.emit(items)
         return
     if not items:
-        _console().print(Text("no notification attempts", style="dim"))
+        _console().print(Text(empty, style="dim"))
         return
-    table = _table(
-        ("id", "num"),
-        ("notification", "num"),
-        ("kind", "key"),
-        ("status", "num"),
-        ("now", "key"),
-        ("ms", "num"),
-        ("when", "key"),
-        ("error", "text"),
-    )
+    table = _table(*columns)
     for item in items:
-        table.add_row(
-            *_cells(
-                item.get("id"),
-                item.get("outbox_id"),
-                item.get("kind"),
-                item.get("status"),
-                item.get("outbox_state"),
-                item.get("duration_ms"),
-                _ago(item.get("attempted_at")),
-                item.get("error"),
-            )
-        )
+        table.add_row(*_cells(*row(item)))
     _print_wide(_console(), table)
 
 
