@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from hookyard import json_output as json_fields
-from hookyard.admin_client import JsonObject
 from hookyard.json_output import JqOption, JsonOption, JsonOutput, json_output
 from hookyard.operator_cli import (
     LimitOption,
@@ -35,6 +34,9 @@ from hookyard.operator_cli import (
     _table,
     _truncate,
 )
+
+if TYPE_CHECKING:  # the client imports settings, which the CLI reads only once it runs
+    from hookyard.admin_client import JsonObject
 
 replays_app = typer.Typer(
     help="Replays of dead letters: list, show, cancel.",
