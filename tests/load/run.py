@@ -29,6 +29,7 @@ from tests.load import (
     bench_search,
     bench_signatures,
     bench_slow_connections,
+    bench_telemetry,
     bench_worker,
 )
 from tests.load.report import PAGE, Bar, Report, Row, Spread, write
@@ -205,6 +206,7 @@ def main() -> None:
     search = run(report, "event search over 100,000 events", bench_search.main)
     search_rows(report, search)
     run(report, "signature verification", bench_signatures.main)
+    run(report, "metrics and traces per webhook request", bench_telemetry.main)
     run(report, "local emulators", bench_emulators.main)
     run(report, "cold start per deployed target", bench_cold_start.main)
     write(report, {"hookrelay": "0.4.0"}, chart_python=chart_python)
