@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -152,11 +155,27 @@ class JsonOutput:
     def run(self, value: Any) -> list[Any]:
         assert self.program is not None
         try:
-            results: list[Any] = self.program.input_value(value).all()
+            with _ctrl_c_ends_the_process():
+                results: list[Any] = self.program.input_value(value).all()
         except ValueError as exc:
             typer.echo(f"error: --jq: {_one_line(str(exc))}", err=True)
             raise typer.Exit(code=1) from None
         return results
+
+
+@contextmanager
+def _ctrl_c_ends_the_process() -> Iterator[None]:
+    """libjq runs in C and never hands control back to Python while a program loops
+    (`last(repeat(1))`), so Python's Ctrl-C handling would never run: while it runs, SIGINT
+    ends the process as it ends `jq` itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def json_output(

@@ -4,10 +4,14 @@ traceback. Each command runs as a user runs it: its own process, its own environ
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.stack import free_port
@@ -90,3 +94,38 @@ def test_dev_with_a_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "--port" in result.stderr
     assert not (tmp_path / ".hookyard").exists()  # refused before anything started
+
+
+def test_ctrl_c_ends_a_jq_program_that_never_returns(tmp_path: Path) -> None:
+    """libjq loops in C, where Python's own Ctrl-C handling never runs."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")}
+    env = {**clean, "HOOKYARD_DATA_DIR": str(tmp_path / ".hookyard")}
+    before = _children_cpu_seconds()
+    finished = hookyard("cron", "list", "--jq", ".[0].job", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    whole_run = _children_cpu_seconds() - before
+    command = [sys.executable, "-m", "hookyard", "cron", "list", "--jq", "last(repeat(1))"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        watched = psutil.Process(process.pid)
+        # CPU time, not wall time: past twice a whole run's, it is inside the endless jq loop
+        # (a loaded machine only makes this take longer).
+        while _cpu_seconds(watched) < 2 * whole_run + 1.0:
+            assert process.poll() is None, "the endless program ended by itself"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == -signal.SIGINT
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
