@@ -16,7 +16,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -199,13 +199,22 @@ def dlq_list(
                 where, state=state.value if state is not None else None, limit=limit
             )
         )
-    if out:
-        out.emit(items)
-        return
-    if not items:
-        _console().print(Text("no dead letters match", style="dim"))
-        return
-    table = _table(
+
+    def row(item: JsonObject) -> tuple[Any, ...]:
+        return (
+            item.get("id"),
+            item.get("state"),
+            item.get("source"),
+            item.get("event_id"),
+            item.get("event_type"),
+            item.get("subscription"),
+            item.get("delivery_count"),
+            item.get("failure_count"),
+            _truncate(item.get("reason"), REASON_WIDTH),
+            _ago(item.get("last_failed_at")),
+        )
+
+    columns = (
         ("id", "num"),
         ("state", "key"),
         ("source", "key"),
@@ -217,22 +226,7 @@ def dlq_list(
         ("reason", "text"),
         ("last seen", "key"),
     )
-    for item in items:
-        table.add_row(
-            *_cells(
-                item.get("id"),
-                item.get("state"),
-                item.get("source"),
-                item.get("event_id"),
-                item.get("event_type"),
-                item.get("subscription"),
-                item.get("delivery_count"),
-                item.get("failure_count"),
-                _truncate(item.get("reason"), REASON_WIDTH),
-                _ago(item.get("last_failed_at")),
-            )
-        )
-    _print_wide(_console(), table)
+    _show_list(out, items, "no dead letters match", columns, row)
 
 
 @dlq_app.command("show")
@@ -600,13 +594,19 @@ def events_list(
         items = list(
             client.iter_events(source=source, event_type=event_type, limit=limit, search=search)
         )
-    if out:
-        out.emit(items)
-        return
-    if not items:
-        _console().print(Text("no events match", style="dim"))
-        return
-    table = _table(
+
+    def row(item: JsonObject) -> tuple[Any, ...]:
+        return (
+            item.get("id"),
+            item.get("source"),
+            item.get("event_id"),
+            item.get("event_type"),
+            _handler_outcomes(item),
+            item.get("body_bytes"),
+            _ago(item.get("received_at")),
+        )
+
+    columns = (
         ("id", "num"),
         ("source", "key"),
         ("event id", "key"),
@@ -615,19 +615,7 @@ def events_list(
         ("bytes", "num"),
         ("received", "key"),
     )
-    for item in items:
-        table.add_row(
-            *_cells(
-                item.get("id"),
-                item.get("source"),
-                item.get("event_id"),
-                item.get("event_type"),
-                _handler_outcomes(item),
-                item.get("body_bytes"),
-                _ago(item.get("received_at")),
-            )
-        )
-    _print_wide(_console(), table)
+    _show_list(out, items, "no events match", columns, row)
 
 
 def _handler_outcomes(event: JsonObject) -> str:
@@ -984,6 +972,26 @@ def _print_wide(console: Console, renderable: RenderableType) -> None:
     if needed > console.width:  # `print(width=…)` can only narrow, so widen a copy
         console = Console(file=console.file, highlight=False, width=needed)
     console.print(renderable)
+
+
+def _show_list(
+    out: JsonOutput | None,
+    items: list[JsonObject],
+    empty: str,
+    columns: tuple[tuple[str, str], ...],
+    row: Callable[[JsonObject], tuple[Any, ...]],
+) -> None:
+    """JSON when asked; else a table of `columns`, one `row(item)` per item."""
+    if out:
+        out.emit(items)
+        return
+    if not items:
+        _console().print(Text(empty, style="dim"))
+        return
+    table = _table(*columns)
+    for item in items:
+        table.add_row(*_cells(*row(item)))
+    _print_wide(_console(), table)
 
 
 def _tsv(table: Table) -> str:

@@ -8,15 +8,13 @@ change), with the same conventions as `dlq`: tables for people, tab-separated wh
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from hookyard import json_output as json_fields
-from hookyard.json_output import JqOption, JsonOption, JsonOutput, json_output
+from hookyard.json_output import JqOption, JsonOption, json_output
 from hookyard.operator_cli import (
     LimitOption,
     ReasonOption,
@@ -26,12 +24,11 @@ from hookyard.operator_cli import (
     UrlOption,
     _admin,
     _ago,
-    _cells,
     _console,
     _fields,
     _print_wide,
     _reason,
-    _table,
+    _show_list,
     _truncate,
 )
 
@@ -352,26 +349,6 @@ def accounts_notifications(
         ),
         row,
     )
-
-
-def _show_list(
-    out: JsonOutput | None,
-    items: list[JsonObject],
-    empty: str,
-    columns: tuple[tuple[str, str], ...],
-    row: Callable[[JsonObject], tuple[Any, ...]],
-) -> None:
-    """JSON when asked; else a table of `columns`, one `row(item)` per item."""
-    if out:
-        out.emit(items)
-        return
-    if not items:
-        _console().print(Text(empty, style="dim"))
-        return
-    table = _table(*columns)
-    for item in items:
-        table.add_row(*_cells(*row(item)))
-    _print_wide(_console(), table)
 
 
 def _compact(value: Any) -> str | None:
